@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds the hook library and every example (release), runs each example under
+# LD_PRELOAD=target/release/libcorun_hook.so, and checks its output.
+# Exits non-zero if any example is missing a check, fails, or prints the wrong thing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --workspace --lib --examples --quiet
+HOOK="$PWD/target/release/libcorun_hook.so"
+BIN="$PWD/target/release/examples"
+TIMEOUT=${EXAMPLE_TIMEOUT:-60}
+
+failures=0
+pass() { printf '  ok    %s\n' "$1"; }
+fail() { printf '  FAIL  %s: %s\n' "$1" "$2"; failures=$((failures + 1)); }
+
+# run NAME PATTERN...: runs the example under the hook; every PATTERN (an extended regex) must
+# match a line of its output (stdout and stderr together).
+run() {
+    local name=$1; shift
+    local out status=0
+    out=$(LD_PRELOAD="$HOOK" timeout "$TIMEOUT" "$BIN/$name" 2>&1) || status=$?
+    if [ "$status" -ne 0 ]; then
+        fail "$name" "exit status $status"; printf '%s\n' "$out" | tail -20 | sed 's/^/        /'; return
+    fi
+    for pattern in "$@"; do
+        if ! grep -Eq -- "$pattern" <<<"$out"; then
+            fail "$name" "no line matches /$pattern/"; printf '%s\n' "$out" | tail -20 | sed 's/^/        /'; return
+        fi
+    done
+    pass "$name"
+}
+
+echo "running examples under LD_PRELOAD=$HOOK"
+checked=()
+check() { checked+=("$1"); run "$@"; }
+
+check coroutine_basics \
+    '^fibonacci: \[0, 1, 1, 2, 3, 5, 8, 13, 21, 34\]$' \
+    '^doubler: Yield\(2\) Yield\(20\) Yield\(200\) Return\(7\)$' \
+    '^panic payload: Some\("boom"\), done afterwards: true$'
+check coroutine_backtrace \
+    'corun_probe_inside_coroutine' \
+    'coroutine_backtrace::resume_from_here' \
+    '^ok: the trace walked'
+
+# Every example must have a check above.
+for src in examples/*.rs; do
+    name=$(basename "$src" .rs)
+    if [[ ! " ${checked[*]} " =~ " $name " ]]; then
+        fail "$name" "no check in scripts/run-examples.sh"
+    fi
+done
+
+if [ "$failures" -ne 0 ]; then
+    echo "$failures example(s) failed"
+    exit 1
+fi
+echo "all ${#checked[@]} examples passed"

@@ -1,0 +1,324 @@
+//! Stack-overflow reporting for coroutine stacks.
+//!
+//! Every stack mapping registers itself here (its guard page, its top, its valgrind id). The first registration installs a
+//! `SIGSEGV` handler (running on an alternate signal stack, since the faulting stack is full).
+//! When a fault hits a registered guard page, the handler prints which coroutine overflowed
+//! and aborts, like std does for threads; any other fault is passed on to the handler that was
+//! installed before ours (std's, or the default action).
+
+use std::cell::{Cell, UnsafeCell};
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Once;
+
+use crate::coroutine::stack::page_size;
+use crate::raw_syscall;
+
+/// Names the coroutine running on the current thread, for the overflow message.
+///
+/// Called from the `SIGSEGV` handler: it must not allocate, lock or block.
+pub type Describer = fn(&mut dyn fmt::Write) -> fmt::Result;
+
+/// Registers the function that names the running coroutine in overflow messages (the runtime
+/// uses it to print the coroutine's name and id). Without one the message says "a coroutine".
+pub fn set_describer(describer: Describer) {
+    DESCRIBER.store(describer as usize, Ordering::Release);
+}
+
+static DESCRIBER: AtomicUsize = AtomicUsize::new(0);
+
+/// A stack mapping: its guard page and the stack above it.
+#[derive(Clone, Copy)]
+struct Guard {
+    /// One past the guard page (the stack's lowest usable byte).
+    end: usize,
+    /// One past the stack's highest byte.
+    top: usize,
+    /// The id valgrind gave the stack (0 natively).
+    valgrind_id: usize,
+}
+
+/// Stack mappings by the start address of their guard page, behind a spin lock (the signal
+/// handler may not block on a futex, and in the hook library a futex would go through corun's
+/// own `syscall`).
+struct Registry {
+    locked: AtomicBool,
+    guards: UnsafeCell<BTreeMap<usize, Guard>>,
+}
+
+// SAFETY: `guards` is only touched while `locked` is held (see `with`).
+unsafe impl Sync for Registry {}
+
+static REGISTRY: Registry = Registry {
+    locked: AtomicBool::new(false),
+    guards: UnsafeCell::new(BTreeMap::new()),
+};
+
+impl Registry {
+    /// Runs `f` with the map locked; gives up after `max_spins` failed attempts.
+    fn with<R>(
+        &self,
+        max_spins: usize,
+        f: impl FnOnce(&mut BTreeMap<usize, Guard>) -> R,
+    ) -> Option<R> {
+        let mut spins = 0;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins >= max_spins {
+                return None;
+            }
+            std::hint::spin_loop();
+        }
+        // SAFETY: the lock is held, so this is the only reference to the map.
+        let result = f(unsafe { &mut *self.guards.get() });
+        self.locked.store(false, Ordering::Release);
+        Some(result)
+    }
+}
+
+/// Records a stack mapping: guard page `[start, end)`, stack `[end, top)`.
+pub(crate) fn register_stack(start: usize, end: usize, top: usize, valgrind_id: usize) {
+    install_handler();
+    let guard = Guard {
+        end,
+        top,
+        valgrind_id,
+    };
+    REGISTRY.with(usize::MAX, |map| map.insert(start, guard));
+}
+
+/// Forgets the stack mapping starting at `start`; returns its valgrind id.
+pub(crate) fn unregister_stack(start: usize) -> Option<usize> {
+    REGISTRY
+        .with(usize::MAX, |map| map.remove(&start))
+        .flatten()
+        .map(|guard| guard.valgrind_id)
+}
+
+/// The guard page containing `addr`, if it is one of ours.
+fn find_guard(addr: usize) -> Option<Guard> {
+    REGISTRY
+        .with(1 << 20, |map| {
+            map.range(..=addr)
+                .next_back()
+                .filter(|(_, guard)| addr < guard.end)
+                .map(|(_, guard)| *guard)
+        })
+        .flatten()
+}
+
+/// The `SIGSEGV` disposition that was in place before ours, written once before ours goes in.
+struct PreviousAction(UnsafeCell<MaybeUninit<libc::sigaction>>);
+// SAFETY: written once inside `Once::call_once` before the handler that reads it is installed.
+unsafe impl Sync for PreviousAction {}
+static PREVIOUS: PreviousAction = PreviousAction(UnsafeCell::new(MaybeUninit::zeroed()));
+
+fn install_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: an all-zero sigaction is a valid value; sigaction(2) is given valid pointers
+        // and `PREVIOUS` is not read until our handler is installed, after this write.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigsegv as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            let previous = (*PREVIOUS.0.get()).as_mut_ptr();
+            libc::sigaction(libc::SIGSEGV, std::ptr::null(), previous);
+            libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut());
+        }
+    });
+}
+
+extern "C" fn on_sigsegv(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo for SIGSEGV.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if let Some(guard) = find_guard(addr) {
+        report_overflow(guard);
+    }
+    // SAFETY: same arguments as we were called with; `PREVIOUS` was written before we were
+    // installed.
+    unsafe { chain(signal, info, context) }
+}
+
+fn report_overflow(guard: Guard) -> ! {
+    let mut message = FixedBuf::new();
+    let _ = message.write_str("\ncorun: ");
+    let describer = DESCRIBER.load(Ordering::Acquire);
+    if describer == 0 {
+        let _ = message.write_str("a coroutine");
+    } else {
+        // SAFETY: only `set_describer` stores a non-zero value, and it stores a `Describer`.
+        let describer: Describer = unsafe { std::mem::transmute::<usize, Describer>(describer) };
+        let _ = describer(&mut message);
+    }
+    let _ = write!(
+        message,
+        " has overflowed its stack ({} KiB)\n\
+         corun: give it a larger stack (corun::Builder::stack_size, CORUN_STACK_SIZE, or \
+         DefaultStack::new)\nfatal runtime error: stack overflow, aborting\n",
+        (guard.top - guard.end) / 1024
+    );
+    raw_syscall::write_all(2, message.as_bytes());
+    // SAFETY: abort is async-signal-safe.
+    unsafe { libc::abort() }
+}
+
+/// Hands a fault that is not a coroutine stack overflow to the previous disposition.
+///
+/// # Safety
+/// Must be called from the `SIGSEGV` handler with the arguments it received.
+unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: written before our handler was installed, never written again.
+    let previous = unsafe { (*PREVIOUS.0.get()).assume_init_ref() };
+    let handler = previous.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // Restore the default action and return: the faulting instruction runs again and the
+        // kernel kills the process with SIGSEGV, as it would have without us.
+        // SAFETY: a zeroed sigaction with SIG_DFL is valid.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(signal, &default, std::ptr::null_mut());
+        }
+    } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the handler has the three-argument signature.
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        handler(signal, info, context);
+    } else {
+        // SAFETY: without SA_SIGINFO the handler takes the signal number only.
+        let handler: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        handler(signal);
+    }
+}
+
+/// A fixed-size, truncating text buffer (no allocation in a signal handler).
+struct FixedBuf {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl FixedBuf {
+    fn new() -> Self {
+        FixedBuf {
+            bytes: [0; 512],
+            len: 0,
+        }
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl fmt::Write for FixedBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let n = s.len().min(room);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Size of the alternate signal stacks corun installs.
+const ALTSTACK_SIZE: usize = 64 * 1024;
+
+/// Makes sure the current thread has an alternate signal stack, so the overflow handler can run
+/// when a coroutine's stack is full, and returns quickly when it has one.
+///
+/// Threads started by std in a Rust program already have one. corun calls this on every thread
+/// that maps a coroutine stack and on its runtime's workers; call it yourself on any other
+/// thread (one started from C, say) before resuming coroutines there. The stack is freed when
+/// the thread exits.
+pub fn ensure_altstack() {
+    thread_local! {
+        static ALTSTACK: Cell<bool> = const { Cell::new(false) };
+        static OWNED: UnsafeCell<Option<AltStack>> = const { UnsafeCell::new(None) };
+    }
+    if ALTSTACK.get() {
+        return;
+    }
+    ALTSTACK.set(true);
+    // SAFETY: querying the current alternate stack with valid pointers.
+    let current = unsafe {
+        let mut current: libc::stack_t = std::mem::zeroed();
+        libc::sigaltstack(std::ptr::null(), &mut current);
+        current
+    };
+    if current.ss_flags & libc::SS_DISABLE == 0 {
+        return;
+    }
+    if let Some(stack) = AltStack::install() {
+        // SAFETY: OWNED is only touched here, once per thread, and never borrowed elsewhere.
+        OWNED.with(|owned| unsafe { *owned.get() = Some(stack) });
+    }
+}
+
+/// An alternate signal stack owned by a thread; uninstalled and unmapped at thread exit.
+struct AltStack {
+    start: usize,
+    len: usize,
+}
+
+impl AltStack {
+    fn install() -> Option<AltStack> {
+        let page = page_size();
+        let len = ALTSTACK_SIZE + page;
+        // SAFETY: a fresh anonymous mapping; the guard page below it is made inaccessible and
+        // the rest handed to sigaltstack, which keeps using it until `drop`.
+        unsafe {
+            let ptr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if ptr == libc::MAP_FAILED {
+                return None;
+            }
+            libc::mprotect(ptr, page, libc::PROT_NONE);
+            let stack = libc::stack_t {
+                ss_sp: ptr.cast::<u8>().add(page).cast(),
+                ss_flags: 0,
+                ss_size: ALTSTACK_SIZE,
+            };
+            if libc::sigaltstack(&stack, std::ptr::null_mut()) != 0 {
+                libc::munmap(ptr, len);
+                return None;
+            }
+            Some(AltStack {
+                start: ptr as usize,
+                len,
+            })
+        }
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        // SAFETY: disable the alternate stack before unmapping it; this thread is exiting and
+        // is not running a signal handler.
+        unsafe {
+            let disable = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            libc::sigaltstack(&disable, std::ptr::null_mut());
+            libc::munmap(self.start as *mut libc::c_void, self.len);
+        }
+    }
+}
