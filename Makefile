@@ -29,9 +29,10 @@ clippy:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
-# The plain example binaries are built first: tests/debugger.rs runs them under gdb and valgrind.
+# The hook library and the plain example binaries are built first: the tests run programs
+# under LD_PRELOAD, and tests/debugger.rs runs examples under gdb and valgrind.
 unit:
-	$(CARGO) build --workspace --examples
+	$(CARGO) build --workspace --lib --examples
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test -p corun --doc
 

@@ -14,16 +14,21 @@ failures=0
 pass() { printf '  ok    %s\n' "$1"; }
 fail() { printf '  FAIL  %s: %s\n' "$1" "$2"; failures=$((failures + 1)); }
 
-# run NAME PATTERN...: runs the example under the hook; every PATTERN (an extended regex) must
-# match a line of its output (stdout and stderr together).
+# run NAME PATTERN... [-- ARGS...]: runs the example under the hook with ARGS; every PATTERN
+# (an extended regex) must match a line of its output (stdout and stderr together).
 run() {
     local name=$1; shift
+    local patterns=() args=()
+    while [ $# -gt 0 ]; do
+        if [ "$1" = "--" ]; then shift; args=("$@"); break; fi
+        patterns+=("$1"); shift
+    done
     local out status=0
-    out=$(LD_PRELOAD="$HOOK" timeout "$TIMEOUT" "$BIN/$name" 2>&1) || status=$?
+    out=$(LD_PRELOAD="$HOOK" timeout "$TIMEOUT" "$BIN/$name" "${args[@]}" 2>&1) || status=$?
     if [ "$status" -ne 0 ]; then
         fail "$name" "exit status $status"; printf '%s\n' "$out" | tail -20 | sed 's/^/        /'; return
     fi
-    for pattern in "$@"; do
+    for pattern in "${patterns[@]}"; do
         if ! grep -Eq -- "$pattern" <<<"$out"; then
             fail "$name" "no line matches /$pattern/"; printf '%s\n' "$out" | tail -20 | sed 's/^/        /'; return
         fi
@@ -43,6 +48,36 @@ check coroutine_backtrace \
     'corun_probe_inside_coroutine' \
     'coroutine_backtrace::resume_from_here' \
     '^ok: the trace walked'
+
+check sleep \
+    '^coroutine [0-4] woke after 50[0-9]\.' \
+    '^after 1 s: 5 of 5 coroutines finished$' \
+    '^joined all; sum of ids = 10$'
+check tcp_listener \
+    '^listening on 127\.0\.0\.1:[0-9]+$' \
+    '^100 clients greeted with "hello, world"$'
+
+# echo_server runs until killed: start it, drive it with echo_client, stop it.
+checked+=(echo_server echo_client)
+server_log=$(mktemp)
+LD_PRELOAD="$HOOK" "$BIN/echo_server" 127.0.0.1:0 >"$server_log" 2>&1 &
+server_pid=$!
+addr=""
+for _ in $(seq 50); do
+    addr=$(sed -n 's/^echo server listening on //p' "$server_log")
+    [ -n "$addr" ] && break
+    sleep 0.1
+done
+if [ -z "$addr" ]; then
+    fail echo_server "did not print its address"; sed 's/^/        /' "$server_log"
+else
+    pass echo_server
+    run echo_client '^1000 connections x 50 round trips: 50000 verified in .* round trips/s\)$' \
+        -- "$addr" 1000 50
+fi
+kill "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+rm -f "$server_log"
 
 # Every example must have a check above.
 for src in examples/*.rs; do

@@ -1,5 +1,44 @@
 //! `libcorun_hook.so`: the corun runtime, preloaded into a program with `LD_PRELOAD`.
 //!
-//! This crate will own the one runtime of the process (scheduler, reactor, timers) and the
-//! interposed libc symbols. It does not export anything yet: preloading it changes nothing.
-//! See `ARCHITECTURE.md` for the plan.
+//! It owns the process's one runtime (workers, reactors, timers; see [`runtime`]), the fd
+//! table ([`fd`]), and the interposed libc functions ([`hooks`]). The front-end (`corun::spawn`
+//! and friends in the user's program) reaches it through the C ABI in [`abi`].
+//!
+//! Outside a coroutine every hook is a pass-through to libc; the runtime itself starts only at
+//! the first spawn, so a preloaded process that never spawns (a child started by `Command`,
+//! say) runs as if corun were not there.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod abi;
+pub mod config;
+pub mod fd;
+pub mod hooks;
+pub mod log;
+pub mod real;
+pub mod runtime;
+pub mod sync;
+
+use std::fmt;
+
+/// Runs when the library is loaded: resolves the real libc functions, reads and checks the
+/// configuration, and teaches the overflow handler our coroutines' names.
+#[ctor::ctor(unsafe)]
+fn init() {
+    real::resolve_all();
+    log::set_level(config::get().log);
+    corun::coroutine::set_describer(describe_current);
+}
+
+/// Names the coroutine running on this thread (for the stack-overflow message).
+fn describe_current(out: &mut dyn fmt::Write) -> fmt::Result {
+    match runtime::current::task() {
+        Some(current) => {
+            let task = current.task();
+            match task.name() {
+                Some(name) => write!(out, "coroutine '{name}' (id {})", task.id()),
+                None => write!(out, "coroutine {}", task.id()),
+            }
+        }
+        None => out.write_str("a coroutine"),
+    }
+}

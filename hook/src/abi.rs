@@ -1,0 +1,142 @@
+//! The C ABI the front-end calls: `corun_abi_v1` and the functions in its table.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use corun::abi::{AbiV1, EntryFn, ErrorBuf, SpawnOptions, TaskHandle, VERSION};
+use corun::coroutine::DefaultStack;
+
+use crate::config;
+use crate::hooks::guard;
+use crate::runtime::{self, current, task::Task};
+
+static TABLE: AbiV1 = AbiV1 {
+    version: VERSION,
+    size: std::mem::size_of::<AbiV1>() as u32,
+    spawn,
+    join,
+    is_finished,
+    release,
+    yield_now,
+    current_id,
+    task_id,
+};
+
+/// The one symbol the front-end looks up.
+#[cfg_attr(not(test), no_mangle)]
+pub extern "C" fn corun_abi_v1() -> *const AbiV1 {
+    &TABLE
+}
+
+/// Writes `message` into the caller's buffer (truncated).
+///
+/// # Safety
+/// `error` must be null or point at a valid `ErrorBuf` whose `ptr` has `cap` writable bytes.
+unsafe fn report(error: *mut ErrorBuf, message: &str) {
+    if error.is_null() {
+        return;
+    }
+    // SAFETY: guaranteed by the caller.
+    let error = unsafe { &mut *error };
+    let n = message.len().min(error.cap);
+    // SAFETY: `n <= cap` bytes into the caller's buffer.
+    unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), error.ptr, n) };
+    error.len = n;
+}
+
+unsafe extern "C" fn spawn(
+    entry: EntryFn,
+    data: *mut c_void,
+    options: *const SpawnOptions,
+    handle: *mut TaskHandle,
+    error: *mut ErrorBuf,
+) -> i32 {
+    guard("corun_spawn", || {
+        // SAFETY: the front-end passes a valid SpawnOptions.
+        let options = unsafe { &*options };
+        let name = if options.name_ptr.is_null() {
+            None
+        } else {
+            // SAFETY: the front-end passes `name_len` bytes of UTF-8.
+            let bytes = unsafe { std::slice::from_raw_parts(options.name_ptr, options.name_len) };
+            Some(String::from_utf8_lossy(bytes).into_owned().into_boxed_str())
+        };
+        let size = match options.stack_size {
+            0 => config::get().stack_size,
+            n => n,
+        };
+        let stack = match DefaultStack::new(size) {
+            Ok(stack) => stack,
+            Err(err) => {
+                // SAFETY: the front-end passes a valid ErrorBuf.
+                unsafe { report(error, &err.to_string()) };
+                return err.raw_os_error().unwrap_or(libc::ENOMEM);
+            }
+        };
+        let runtime = runtime::get();
+        let task = Task::new(entry, data, name, stack);
+        // SAFETY: the front-end passes a valid out-pointer; it owns this reference now.
+        unsafe { *handle = Arc::into_raw(task.clone()) as TaskHandle };
+        runtime.submit(task);
+        0
+    })
+}
+
+/// The task behind a handle, borrowed.
+///
+/// # Safety
+/// `handle` must be a live handle from `spawn`.
+unsafe fn task<'a>(handle: TaskHandle) -> &'a Task {
+    // SAFETY: guaranteed by the caller: the handle owns a strong count.
+    unsafe { &*(handle as *const Task) }
+}
+
+unsafe extern "C" fn join(handle: TaskHandle) {
+    guard("corun_join", || {
+        // SAFETY: the front-end passes a live handle.
+        let target = unsafe { task(handle) };
+        match current::task() {
+            Some(current) => {
+                while !target.is_finished() {
+                    let token = current.task().begin_wait();
+                    if target.add_joiner(current.arc(), token) {
+                        runtime::park(&current);
+                    }
+                }
+            }
+            None => target.wait_finished_blocking(),
+        }
+    })
+}
+
+unsafe extern "C" fn is_finished(handle: TaskHandle) -> bool {
+    // SAFETY: the front-end passes a live handle.
+    guard("corun_is_finished", || {
+        unsafe { task(handle) }.is_finished()
+    })
+}
+
+unsafe extern "C" fn release(handle: TaskHandle) {
+    guard("corun_release", || {
+        // SAFETY: the handle owns one strong count, given up here exactly once.
+        drop(unsafe { Arc::from_raw(handle as *const Task) });
+    })
+}
+
+unsafe extern "C" fn yield_now() {
+    guard("corun_yield_now", || match current::task() {
+        Some(current) => runtime::yield_now(&current),
+        None => crate::sync::sched_yield(),
+    })
+}
+
+unsafe extern "C" fn current_id() -> u64 {
+    guard("corun_current_id", || {
+        current::task().map_or(0, |c| c.task().id())
+    })
+}
+
+unsafe extern "C" fn task_id(handle: TaskHandle) -> u64 {
+    // SAFETY: the front-end passes a live handle.
+    guard("corun_task_id", || unsafe { task(handle) }.id())
+}

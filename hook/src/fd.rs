@@ -1,0 +1,471 @@
+//! The fd table: what the runtime knows about each file descriptor, and who waits on it.
+//!
+//! Sockets used by coroutines are *managed*: the runtime puts them in non-blocking mode in the
+//! kernel, remembers whether the *user* asked for non-blocking (so hooked calls still return
+//! `EAGAIN` when the user wants it), remembers `SO_RCVTIMEO`/`SO_SNDTIMEO`, and registers them
+//! with each worker's epoll once, edge-triggered. Each direction counts readiness events in a
+//! sequence number: a caller reads it before its non-blocking attempt and, after `EAGAIN`,
+//! waits only if it has not moved (so an event between the attempt and the wait is not lost).
+//!
+//! Closing an fd bumps its generation: waiters wake with `EBADF`, and epoll events carrying the
+//! old generation (a reused fd number) are ignored.
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use libc::c_int;
+
+use crate::real;
+use crate::runtime::current::CurrentTask;
+use crate::runtime::task::Task;
+use crate::runtime::{self, timer};
+use crate::sync::SpinLock;
+
+/// Entries per chunk.
+const CHUNK: usize = 1024;
+/// Chunks: the table covers fds below `CHUNK * CHUNKS` (about a million).
+const CHUNKS: usize = 1024;
+
+/// Not looked at yet (or closed since).
+pub const KIND_UNKNOWN: u8 = 0;
+/// A socket managed by the runtime (non-blocking in the kernel).
+pub const KIND_SOCKET: u8 = 1;
+/// Anything else: calls pass straight through.
+pub const KIND_OTHER: u8 = 2;
+
+/// A direction of readiness.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dir {
+    /// Readable (or a connection to accept, or hang-up).
+    Read,
+    /// Writable (or a connect that finished).
+    Write,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wait {
+    /// Readiness may have changed: try again.
+    Ready,
+    /// The deadline passed.
+    TimedOut,
+    /// The fd was closed meanwhile.
+    Closed,
+}
+
+/// Waiters of one direction: tasks and the wait they are in.
+type Waiters = Vec<(Arc<Task>, u64)>;
+
+/// What is known about one fd.
+pub struct FdEntry {
+    waiters: SpinLock<(Waiters, Waiters)>,
+    generation: AtomicU32,
+    kind: AtomicU8,
+    user_nonblocking: AtomicBool,
+    /// Workers (bit i = worker i) whose epoll has this fd registered.
+    registered: AtomicU64,
+    recv_timeout_ns: AtomicU64,
+    send_timeout_ns: AtomicU64,
+    read_ready: AtomicU64,
+    write_ready: AtomicU64,
+}
+
+impl FdEntry {
+    const fn new() -> FdEntry {
+        FdEntry {
+            waiters: SpinLock::new((Vec::new(), Vec::new())),
+            generation: AtomicU32::new(0),
+            kind: AtomicU8::new(KIND_UNKNOWN),
+            user_nonblocking: AtomicBool::new(false),
+            registered: AtomicU64::new(0),
+            recv_timeout_ns: AtomicU64::new(0),
+            send_timeout_ns: AtomicU64::new(0),
+            read_ready: AtomicU64::new(0),
+            write_ready: AtomicU64::new(0),
+        }
+    }
+
+    /// The kind (`KIND_*`).
+    pub fn kind(&self) -> u8 {
+        self.kind.load(Ordering::Acquire)
+    }
+
+    /// Whether the user asked for non-blocking I/O on this fd.
+    pub fn user_nonblocking(&self) -> bool {
+        self.user_nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// Records the user's non-blocking intent.
+    pub fn set_user_nonblocking(&self, on: bool) {
+        self.user_nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    /// The current generation (changes when the fd is closed).
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The readiness sequence number of `dir`; read it *before* a non-blocking attempt.
+    pub fn ready_seq(&self, dir: Dir) -> u64 {
+        match dir {
+            Dir::Read => self.read_ready.load(Ordering::Acquire),
+            Dir::Write => self.write_ready.load(Ordering::Acquire),
+        }
+    }
+
+    /// The `SO_RCVTIMEO` (Read) or `SO_SNDTIMEO` (Write) timeout in ns, 0 for none.
+    pub fn timeout_ns(&self, dir: Dir) -> u64 {
+        match dir {
+            Dir::Read => self.recv_timeout_ns.load(Ordering::Relaxed),
+            Dir::Write => self.send_timeout_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records a socket timeout.
+    pub fn set_timeout_ns(&self, dir: Dir, ns: u64) {
+        match dir {
+            Dir::Read => self.recv_timeout_ns.store(ns, Ordering::Relaxed),
+            Dir::Write => self.send_timeout_ns.store(ns, Ordering::Relaxed),
+        }
+    }
+
+    /// Marks the entry as a managed socket the runtime just created (accept): its kernel
+    /// state is already non-blocking.
+    pub fn init_socket(&self, user_nonblocking: bool, recv_timeout_ns: u64, send_timeout_ns: u64) {
+        let _guard = self.waiters.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.registered.store(0, Ordering::Relaxed);
+        self.user_nonblocking
+            .store(user_nonblocking, Ordering::Relaxed);
+        self.recv_timeout_ns
+            .store(recv_timeout_ns, Ordering::Relaxed);
+        self.send_timeout_ns
+            .store(send_timeout_ns, Ordering::Relaxed);
+        self.kind.store(KIND_SOCKET, Ordering::Release);
+    }
+
+    /// Forgets everything about a fd number that now refers to something new.
+    pub fn reset(&self) {
+        let _guard = self.waiters.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.registered.store(0, Ordering::Relaxed);
+        self.user_nonblocking.store(false, Ordering::Relaxed);
+        self.recv_timeout_ns.store(0, Ordering::Relaxed);
+        self.send_timeout_ns.store(0, Ordering::Relaxed);
+        self.kind.store(KIND_UNKNOWN, Ordering::Release);
+    }
+
+    /// Copies what is known of `from` (a dup: same open file description).
+    pub fn copy_from(&self, from: &FdEntry) {
+        let kind = from.kind();
+        let _guard = self.waiters.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.registered.store(0, Ordering::Relaxed);
+        self.user_nonblocking
+            .store(from.user_nonblocking(), Ordering::Relaxed);
+        self.recv_timeout_ns
+            .store(from.timeout_ns(Dir::Read), Ordering::Relaxed);
+        self.send_timeout_ns
+            .store(from.timeout_ns(Dir::Write), Ordering::Relaxed);
+        self.kind.store(kind, Ordering::Release);
+    }
+
+    /// Learns what `fd` is, the first time a coroutine uses it. A socket becomes managed:
+    /// non-blocking in the kernel, with the user's intent and timeouts recorded. Returns the
+    /// kind, or the errno if `fd` is not open.
+    pub fn discover(&self, fd: c_int) -> Result<u8, c_int> {
+        let _guard = self.waiters.lock();
+        let kind = self.kind();
+        if kind != KIND_UNKNOWN {
+            return Ok(kind);
+        }
+        // SAFETY: fstat with a valid out-pointer; a bad fd is reported as an error.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+            return Err(crate::hooks::errno());
+        }
+        // The standard streams are shared with the parent process (O_NONBLOCK would leak into
+        // it) and written under std's stdout lock (which must not be held across a suspension),
+        // so they are never managed, whatever they are.
+        if fd <= 2 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            self.kind.store(KIND_OTHER, Ordering::Release);
+            return Ok(KIND_OTHER);
+        }
+        // SAFETY: F_GETFL/F_SETFL on an fd that fstat just accepted.
+        let flags = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
+        if flags < 0 {
+            return Err(crate::hooks::errno());
+        }
+        let user_nonblocking = flags & libc::O_NONBLOCK != 0;
+        if !user_nonblocking
+            && unsafe { real::fcntl(fd, libc::F_SETFL, (flags | libc::O_NONBLOCK) as usize) } < 0
+        {
+            return Err(crate::hooks::errno());
+        }
+        self.registered.store(0, Ordering::Relaxed);
+        self.user_nonblocking
+            .store(user_nonblocking, Ordering::Relaxed);
+        self.recv_timeout_ns
+            .store(socket_timeout_ns(fd, libc::SO_RCVTIMEO), Ordering::Relaxed);
+        self.send_timeout_ns
+            .store(socket_timeout_ns(fd, libc::SO_SNDTIMEO), Ordering::Relaxed);
+        self.kind.store(KIND_SOCKET, Ordering::Release);
+        Ok(KIND_SOCKET)
+    }
+
+    /// The fd is being closed (or replaced by dup2): bumps the generation, wakes every waiter
+    /// (they see `Closed`), and removes the fd from the workers' epolls while its number still
+    /// names it.
+    pub fn invalidate(&self, fd: c_int) {
+        let (readers, writers, registered) = {
+            let mut waiters = self.waiters.lock();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.kind.store(KIND_UNKNOWN, Ordering::Release);
+            self.user_nonblocking.store(false, Ordering::Relaxed);
+            self.recv_timeout_ns.store(0, Ordering::Relaxed);
+            self.send_timeout_ns.store(0, Ordering::Relaxed);
+            let registered = self.registered.swap(0, Ordering::AcqRel);
+            (
+                std::mem::take(&mut waiters.0),
+                std::mem::take(&mut waiters.1),
+                registered,
+            )
+        };
+        if let Some(rt) = runtime::try_get() {
+            for (i, worker) in rt.workers().iter().enumerate().take(64) {
+                if registered & (1 << i) != 0 {
+                    worker.reactor().deregister(fd);
+                }
+            }
+        }
+        for (task, token) in readers.into_iter().chain(writers) {
+            if task.wake(token) {
+                runtime::schedule(task);
+            }
+        }
+    }
+
+    /// Suspends the current coroutine until `dir` may be ready (its sequence number moved past
+    /// `seen`), the fd is closed (its generation moved past `generation`), or `deadline`
+    /// (monotonic ns; 0 for none) passes. Returns `Err(errno)` if the fd cannot be waited on.
+    pub fn wait(
+        &self,
+        fd: c_int,
+        dir: Dir,
+        seen: u64,
+        generation: u32,
+        deadline: u64,
+        current: &CurrentTask,
+    ) -> Result<Wait, c_int> {
+        let worker = current.worker();
+        let bit = 1u64 << worker.index();
+        if self.registered.load(Ordering::Acquire) & bit == 0 {
+            worker.reactor().register(fd, generation)?;
+            self.registered.fetch_or(bit, Ordering::AcqRel);
+        }
+        let token = current.task().begin_wait();
+        {
+            let mut waiters = self.waiters.lock();
+            if self.generation() != generation {
+                return Ok(Wait::Closed);
+            }
+            if self.ready_seq(dir) != seen {
+                return Ok(Wait::Ready);
+            }
+            let list = match dir {
+                Dir::Read => &mut waiters.0,
+                Dir::Write => &mut waiters.1,
+            };
+            list.push((current.arc(), token));
+        }
+        if deadline != 0 {
+            worker.add_timer(deadline, current.arc(), token);
+        }
+        runtime::park(current);
+        self.forget_waiter(dir, current.task());
+        if self.generation() != generation {
+            return Ok(Wait::Closed);
+        }
+        if self.ready_seq(dir) == seen && deadline != 0 && timer::now_ns() >= deadline {
+            return Ok(Wait::TimedOut);
+        }
+        Ok(Wait::Ready)
+    }
+
+    /// Registers the current task (in wait `token`) for `dir` without suspending; for waits on
+    /// several fds at once (poll). Returns false if `dir` is already past `seen` or the fd was
+    /// closed (then do not park).
+    pub fn add_waiter(
+        &self,
+        fd: c_int,
+        dir: Dir,
+        seen: u64,
+        generation: u32,
+        current: &CurrentTask,
+        token: u64,
+    ) -> Result<bool, c_int> {
+        let worker = current.worker();
+        let bit = 1u64 << worker.index();
+        if self.registered.load(Ordering::Acquire) & bit == 0 {
+            worker.reactor().register(fd, generation)?;
+            self.registered.fetch_or(bit, Ordering::AcqRel);
+        }
+        let mut waiters = self.waiters.lock();
+        if self.generation() != generation || self.ready_seq(dir) != seen {
+            return Ok(false);
+        }
+        let list = match dir {
+            Dir::Read => &mut waiters.0,
+            Dir::Write => &mut waiters.1,
+        };
+        list.push((current.arc(), token));
+        Ok(true)
+    }
+
+    /// Removes `task` from the waiters of `dir` (its wait is over).
+    pub fn forget_waiter(&self, dir: Dir, task: &Task) {
+        let mut waiters = self.waiters.lock();
+        let list = match dir {
+            Dir::Read => &mut waiters.0,
+            Dir::Write => &mut waiters.1,
+        };
+        list.retain(|(t, _)| !std::ptr::eq(Arc::as_ptr(t), task));
+    }
+
+    /// An epoll event for this fd: bumps the readiness of the directions it names and wakes
+    /// their waiters.
+    fn ready(&self, generation: u32, events: u32, schedule: impl Fn(Arc<Task>)) {
+        let readable = events
+            & (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR)
+                as u32
+            != 0;
+        let writable = events & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
+        let (readers, writers) = {
+            let mut waiters = self.waiters.lock();
+            if self.generation() != generation {
+                return; // an event for a previous life of this fd number
+            }
+            let readers = if readable {
+                self.read_ready.fetch_add(1, Ordering::AcqRel);
+                std::mem::take(&mut waiters.0)
+            } else {
+                Vec::new()
+            };
+            let writers = if writable {
+                self.write_ready.fetch_add(1, Ordering::AcqRel);
+                std::mem::take(&mut waiters.1)
+            } else {
+                Vec::new()
+            };
+            (readers, writers)
+        };
+        for (task, token) in readers.into_iter().chain(writers) {
+            if task.wake(token) {
+                schedule(task);
+            }
+        }
+    }
+}
+
+impl FdEntry {
+    /// Wakes every waiter as if both directions became ready (after `shutdown`, whose effect
+    /// the waiters must see).
+    pub fn poke(&self) {
+        self.ready(
+            self.generation(),
+            (libc::EPOLLIN | libc::EPOLLOUT) as u32,
+            runtime::schedule,
+        );
+    }
+}
+
+/// A socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` in ns (0: none or unknown).
+fn socket_timeout_ns(fd: c_int, option: c_int) -> u64 {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: valid out-pointers of the right size.
+    let rc = unsafe {
+        real::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return 0;
+    }
+    timeval_ns(&tv)
+}
+
+/// A `timeval` in ns (negative fields count as zero).
+pub fn timeval_ns(tv: &libc::timeval) -> u64 {
+    (tv.tv_sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(tv.tv_usec.max(0) as u64 * 1000)
+}
+
+/// The table of all fds.
+pub struct FdTable {
+    chunks: [AtomicPtr<[FdEntry; CHUNK]>; CHUNKS],
+}
+
+static TABLE: FdTable = FdTable {
+    chunks: [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS],
+};
+
+/// The process's fd table.
+pub fn table() -> &'static FdTable {
+    &TABLE
+}
+
+impl FdTable {
+    /// The entry of `fd`, allocating its chunk if needed; `None` for negative or huge fds.
+    pub fn get(&self, fd: c_int) -> Option<&FdEntry> {
+        let (chunk, index) = split(fd)?;
+        let mut ptr = self.chunks[chunk].load(Ordering::Acquire);
+        if ptr.is_null() {
+            let fresh = Box::into_raw(Box::new([const { FdEntry::new() }; CHUNK]));
+            match self.chunks[chunk].compare_exchange(
+                std::ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => ptr = fresh,
+                Err(existing) => {
+                    // SAFETY: `fresh` was never shared.
+                    drop(unsafe { Box::from_raw(fresh) });
+                    ptr = existing;
+                }
+            }
+        }
+        // SAFETY: chunks are never freed.
+        Some(unsafe { &(*ptr)[index] })
+    }
+
+    /// The entry of `fd` if its chunk exists (never allocates).
+    pub fn peek(&self, fd: c_int) -> Option<&FdEntry> {
+        let (chunk, index) = split(fd)?;
+        let ptr = self.chunks[chunk].load(Ordering::Acquire);
+        // SAFETY: chunks are never freed.
+        (!ptr.is_null()).then(|| unsafe { &(*ptr)[index] })
+    }
+
+    /// Dispatches an epoll event.
+    pub fn on_event(&self, fd: c_int, generation: u32, events: u32, schedule: impl Fn(Arc<Task>)) {
+        if let Some(entry) = self.peek(fd) {
+            entry.ready(generation, events, schedule);
+        }
+    }
+}
+
+fn split(fd: c_int) -> Option<(usize, usize)> {
+    let fd = usize::try_from(fd).ok()?;
+    let chunk = fd / CHUNK;
+    (chunk < CHUNKS).then_some((chunk, fd % CHUNK))
+}

@@ -1,0 +1,190 @@
+//! The interposed libc functions.
+//!
+//! Every hook follows the same shape: outside a coroutine (or for an fd the runtime does not
+//! manage) it calls the real libc function with the same arguments; inside a coroutine, where
+//! libc would block, it suspends the coroutine instead. Each body runs under [`guard`], so a
+//! bug in a hook aborts with a message naming the hook instead of unwinding into C.
+//!
+//! In unit-test builds of this crate the symbols are not exported (`cfg_attr(not(test),
+//! no_mangle)`), so the test harness itself is not interposed.
+
+pub mod fdops;
+pub mod io;
+pub mod poll;
+pub mod sleep;
+pub mod socket;
+
+use std::panic::{self, AssertUnwindSafe};
+
+use libc::c_int;
+
+use crate::fd::{self, Dir, FdEntry, Wait, KIND_SOCKET, KIND_UNKNOWN};
+use crate::real;
+use crate::runtime::current::{self, CurrentTask};
+use crate::runtime::timer;
+
+/// Runs a hook's body; a panic inside aborts the process with a message naming the hook.
+#[inline(always)]
+pub fn guard<R>(name: &str, body: impl FnOnce() -> R) -> R {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic");
+            crate::log::fatal(format_args!("internal error in the `{name}` hook: {what}"))
+        }
+    }
+}
+
+/// The calling thread's errno.
+pub fn errno() -> c_int {
+    // SAFETY: __errno_location always returns the thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets errno.
+pub fn set_errno(value: c_int) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// How a call on an fd should be carried out.
+pub enum Mode {
+    /// Call libc as is.
+    PassThrough,
+    /// A managed socket the user wants blocking: retry the non-blocking call, waiting for
+    /// readiness in between (suspending the coroutine, or in `poll` on a plain thread).
+    Blocking(&'static FdEntry, Option<CurrentTask>),
+}
+
+/// Decides how a call on `fd` is carried out. A socket's first use inside a coroutine makes it
+/// managed.
+pub fn mode(fd: c_int) -> Mode {
+    match current::task() {
+        Some(task) => {
+            let Some(entry) = fd::table().get(fd) else {
+                return Mode::PassThrough;
+            };
+            let mut kind = entry.kind();
+            if kind == KIND_UNKNOWN {
+                match entry.discover(fd) {
+                    Ok(k) => kind = k,
+                    Err(_) => return Mode::PassThrough, // not open: libc reports the error
+                }
+            }
+            if kind == KIND_SOCKET && !entry.user_nonblocking() {
+                Mode::Blocking(entry, Some(task))
+            } else {
+                Mode::PassThrough
+            }
+        }
+        None => match fd::table().peek(fd) {
+            // We made this socket non-blocking in the kernel; a plain thread expects blocking.
+            Some(entry) if entry.kind() == KIND_SOCKET && !entry.user_nonblocking() => {
+                Mode::Blocking(entry, None)
+            }
+            _ => Mode::PassThrough,
+        },
+    }
+}
+
+/// Waits until `fd` may be ready in `dir`: suspends the current coroutine, or blocks a plain
+/// thread in the real `poll`.
+pub fn wait(
+    fd: c_int,
+    entry: &FdEntry,
+    dir: Dir,
+    seen: u64,
+    generation: u32,
+    deadline: u64,
+    task: &Option<CurrentTask>,
+) -> Wait {
+    match task {
+        Some(current) => match entry.wait(fd, dir, seen, generation, deadline, current) {
+            Ok(outcome) => outcome,
+            // Cannot be registered with epoll (never for sockets): fall back to polling.
+            Err(_) => poll_thread(fd, dir, deadline),
+        },
+        None => {
+            if entry.generation() != generation {
+                return Wait::Closed;
+            }
+            poll_thread(fd, dir, deadline)
+        }
+    }
+}
+
+/// Blocks the thread in the real `poll` until `fd` is ready in `dir` or `deadline` passes.
+fn poll_thread(fd: c_int, dir: Dir, deadline: u64) -> Wait {
+    let events = match dir {
+        Dir::Read => libc::POLLIN,
+        Dir::Write => libc::POLLOUT,
+    };
+    loop {
+        let timeout = if deadline == 0 {
+            -1
+        } else {
+            let now = timer::now_ns();
+            if now >= deadline {
+                return Wait::TimedOut;
+            }
+            (deadline - now).div_ceil(1_000_000).min(i32::MAX as u64) as c_int
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { real::poll(&mut pfd, 1, timeout) };
+        if n > 0 {
+            return Wait::Ready;
+        }
+        if n < 0 && errno() != libc::EINTR {
+            return Wait::Ready; // let the retried call report the error
+        }
+    }
+}
+
+/// The deadline for a call in `dir` on a socket with a timeout (0: none).
+pub fn deadline_for(entry: &FdEntry, dir: Dir) -> u64 {
+    match entry.timeout_ns(dir) {
+        0 => 0,
+        ns => timer::now_ns().saturating_add(ns),
+    }
+}
+
+/// Carries out a call that libc would block in: retries the non-blocking `attempt` until it
+/// stops failing with `EAGAIN`, waiting for `dir` in between. Honours the socket's timeout
+/// (`EAGAIN` when it passes) and reports `EBADF` if the fd is closed meanwhile.
+pub fn blocking(
+    fd: c_int,
+    entry: &FdEntry,
+    task: &Option<CurrentTask>,
+    dir: Dir,
+    mut attempt: impl FnMut() -> isize,
+) -> isize {
+    let generation = entry.generation();
+    let deadline = deadline_for(entry, dir);
+    loop {
+        let seen = entry.ready_seq(dir);
+        let result = attempt();
+        if result >= 0 || errno() != libc::EAGAIN {
+            return result;
+        }
+        match wait(fd, entry, dir, seen, generation, deadline, task) {
+            Wait::Ready => {}
+            Wait::TimedOut => {
+                set_errno(libc::EAGAIN);
+                return -1;
+            }
+            Wait::Closed => {
+                set_errno(libc::EBADF);
+                return -1;
+            }
+        }
+    }
+}

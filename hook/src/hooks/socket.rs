@@ -1,0 +1,272 @@
+//! socket, socketpair, accept, accept4, connect, shutdown, setsockopt.
+//!
+//! `getsockopt` is not interposed: the runtime passes every `setsockopt` on to the kernel, so
+//! the kernel's answers are already the true ones.
+
+use libc::{c_int, c_void, sockaddr, socklen_t};
+
+use super::{blocking, deadline_for, errno, guard, mode, set_errno, wait, Mode};
+use crate::fd::{self, Dir, Wait, KIND_SOCKET};
+use crate::real;
+use crate::runtime::{self, current, timer};
+
+/// Interposed `socket(2)`. A socket created inside a coroutine is managed from the start
+/// (created non-blocking in the kernel); any other new socket number forgets what the table
+/// knew about that number.
+///
+/// # Safety
+/// As for libc's `socket`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    guard("socket", || {
+        let in_coroutine = current::task().is_some();
+        let extra = if in_coroutine { libc::SOCK_NONBLOCK } else { 0 };
+        // SAFETY: the caller's arguments, plus SOCK_NONBLOCK for a managed socket.
+        let fd = unsafe { real::socket(domain, ty | extra, protocol) };
+        if let Some(entry) = fd::table().get(fd) {
+            if in_coroutine {
+                entry.init_socket(ty & libc::SOCK_NONBLOCK != 0, 0, 0);
+            } else {
+                entry.reset();
+            }
+        }
+        fd
+    })
+}
+
+/// Interposed `socketpair(2)`: new fd numbers forget what the table knew about them.
+///
+/// # Safety
+/// As for libc's `socketpair`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn socketpair(
+    domain: c_int,
+    ty: c_int,
+    protocol: c_int,
+    sv: *mut c_int,
+) -> c_int {
+    guard("socketpair", || {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let rc = unsafe { real::socketpair(domain, ty, protocol, sv) };
+        if rc == 0 {
+            for i in 0..2 {
+                // SAFETY: on success libc wrote two fds to `sv`.
+                let fd = unsafe { *sv.add(i) };
+                if let Some(entry) = fd::table().get(fd) {
+                    entry.reset();
+                }
+            }
+        }
+        rc
+    })
+}
+
+fn accept_common(
+    fd: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+    flags: c_int,
+    plain_accept: bool,
+) -> c_int {
+    match mode(fd) {
+        Mode::PassThrough => {
+            // SAFETY: the caller's arguments, passed on unchanged.
+            let new = unsafe {
+                if plain_accept {
+                    real::accept(fd, addr, addrlen)
+                } else {
+                    real::accept4(fd, addr, addrlen, flags)
+                }
+            };
+            if let Some(entry) = fd::table().get(new) {
+                entry.reset();
+            }
+            new
+        }
+        Mode::Blocking(listener, task) => {
+            let new = blocking(fd, listener, &task, Dir::Read, || {
+                // SAFETY: the caller's arguments; the new socket is created non-blocking
+                // because the runtime manages it.
+                unsafe { real::accept4(fd, addr, addrlen, flags | libc::SOCK_NONBLOCK) as isize }
+            }) as c_int;
+            if let Some(entry) = fd::table().get(new) {
+                // Accepted sockets inherit the listener's timeouts (Linux copies them).
+                entry.init_socket(
+                    flags & libc::SOCK_NONBLOCK != 0,
+                    listener.timeout_ns(Dir::Read),
+                    listener.timeout_ns(Dir::Write),
+                );
+            }
+            new
+        }
+    }
+}
+
+/// Interposed `accept(2)`.
+///
+/// # Safety
+/// As for libc's `accept`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
+    guard("accept", || accept_common(fd, addr, addrlen, 0, true))
+}
+
+/// Interposed `accept4(2)`.
+///
+/// # Safety
+/// As for libc's `accept4`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    guard("accept4", || accept_common(fd, addr, addrlen, flags, false))
+}
+
+/// Interposed `connect(2)`. For a blocking socket, waits (suspending the coroutine) until the
+/// connection is made or fails; the send timeout bounds the wait (`EINPROGRESS`, as Linux).
+///
+/// # Safety
+/// As for libc's `connect`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int {
+    guard("connect", || {
+        let (entry, task) = match mode(fd) {
+            // SAFETY: the caller's arguments, passed on unchanged.
+            Mode::PassThrough => return unsafe { real::connect(fd, addr, addrlen) },
+            Mode::Blocking(entry, task) => (entry, task),
+        };
+        let generation = entry.generation();
+        let deadline = deadline_for(entry, Dir::Write);
+        loop {
+            let mut seen = entry.ready_seq(Dir::Write);
+            // SAFETY: the caller's arguments.
+            if unsafe { real::connect(fd, addr, addrlen) } == 0 {
+                return 0;
+            }
+            match errno() {
+                libc::EINPROGRESS => {}
+                libc::EAGAIN => {
+                    // A Unix socket whose listener's backlog is full: a blocking connect waits.
+                    if deadline != 0 && timer::now_ns() >= deadline {
+                        set_errno(libc::EAGAIN);
+                        return -1;
+                    }
+                    pause_briefly(&task);
+                    continue;
+                }
+                _ => return -1,
+            }
+            loop {
+                match wait(fd, entry, Dir::Write, seen, generation, deadline, &task) {
+                    Wait::Ready => {}
+                    Wait::TimedOut => {
+                        set_errno(libc::EINPROGRESS);
+                        return -1;
+                    }
+                    Wait::Closed => {
+                        set_errno(libc::EBADF);
+                        return -1;
+                    }
+                }
+                seen = entry.ready_seq(Dir::Write);
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, no waiting.
+                if unsafe { real::poll(&mut pfd, 1, 0) } <= 0 {
+                    continue; // woken early: still connecting
+                }
+                return match socket_error(fd) {
+                    0 => 0,
+                    err => {
+                        set_errno(err);
+                        -1
+                    }
+                };
+            }
+        }
+    })
+}
+
+/// Sleeps a millisecond (suspending the coroutine), for the rare retry loops.
+fn pause_briefly(task: &Option<current::CurrentTask>) {
+    match task {
+        Some(current) => runtime::sleep_until(current, timer::now_ns() + 1_000_000),
+        None => std::thread::sleep(std::time::Duration::from_millis(1)),
+    }
+}
+
+/// `SO_ERROR` of `fd` (clears it, as reading it does).
+fn socket_error(fd: c_int) -> c_int {
+    let mut err: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: valid out-pointers of the right size.
+    let rc = unsafe {
+        real::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return errno();
+    }
+    err
+}
+
+/// Interposed `shutdown(2)`: coroutines waiting on the socket wake to see its effect.
+///
+/// # Safety
+/// As for libc's `shutdown`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    guard("shutdown", || {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let rc = unsafe { real::shutdown(fd, how) };
+        if rc == 0 {
+            if let Some(entry) = fd::table().peek(fd).filter(|e| e.kind() == KIND_SOCKET) {
+                entry.poke();
+            }
+        }
+        rc
+    })
+}
+
+/// Interposed `setsockopt(2)`: records `SO_RCVTIMEO`/`SO_SNDTIMEO` of managed sockets (the
+/// runtime applies them itself, since the kernel does not for a non-blocking socket).
+///
+/// # Safety
+/// As for libc's `setsockopt`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    guard("setsockopt", || {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let rc = unsafe { real::setsockopt(fd, level, name, value, len) };
+        let dir = match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => Dir::Read,
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => Dir::Write,
+            _ => return rc,
+        };
+        if rc == 0 && !value.is_null() && len as usize >= std::mem::size_of::<libc::timeval>() {
+            if let Some(entry) = fd::table().peek(fd).filter(|e| e.kind() == KIND_SOCKET) {
+                // SAFETY: the kernel just read a timeval from `value`.
+                let tv = unsafe { std::ptr::read_unaligned(value.cast::<libc::timeval>()) };
+                entry.set_timeout_ns(dir, fd::timeval_ns(&tv));
+            }
+        }
+        rc
+    })
+}

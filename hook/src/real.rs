@@ -1,0 +1,100 @@
+//! The real libc functions behind every interposed symbol, found with `dlsym(RTLD_NEXT, …)`.
+//!
+//! Each is resolved on first use (a hook may run before the library's constructor, e.g. from
+//! another library's constructor) and all are resolved eagerly by [`resolve_all`] in the
+//! constructor. A function that cannot be found aborts the process with its name.
+//!
+//! `fcntl` and `ioctl` are variadic in C. Their optional third argument is an `int` or a
+//! pointer, which the x86_64 System V ABI passes in the same register whether the call is
+//! variadic or not, so they are declared (and called) here with a fixed third argument.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_int, c_uint, c_void, size_t, sockaddr, socklen_t, ssize_t};
+
+/// Looks `name` up past this library; aborts if libc does not have it.
+#[cold]
+fn resolve(slot: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    // SAFETY: RTLD_NEXT with a NUL-terminated name.
+    let address = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if address == 0 {
+        crate::log::fatal(format_args!(
+            "cannot find the libc function `{}` to forward to",
+            name.to_string_lossy()
+        ));
+    }
+    slot.store(address, Ordering::Relaxed);
+    address
+}
+
+macro_rules! real_functions {
+    ($( $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; )*) => {
+        mod slots {
+            use std::sync::atomic::AtomicUsize;
+            $( #[allow(non_upper_case_globals)] pub static $name: AtomicUsize = AtomicUsize::new(0); )*
+        }
+
+        $(
+            #[doc = concat!("The real `", stringify!($name), "`.")]
+            ///
+            /// # Safety
+            /// As for the libc function.
+            #[inline]
+            pub unsafe fn $name($($arg: $ty),*) -> $ret {
+                let mut address = slots::$name.load(Ordering::Relaxed);
+                if address == 0 {
+                    address = resolve(&slots::$name, real_functions!(@cstr $name));
+                }
+                // SAFETY: the address is libc's definition of this symbol, whose C prototype
+                // matches the declared type.
+                unsafe {
+                    let f: unsafe extern "C" fn($($ty),*) -> $ret = std::mem::transmute(address);
+                    f($($arg),*)
+                }
+            }
+        )*
+
+        /// Resolves every real function now.
+        pub fn resolve_all() {
+            $( if slots::$name.load(Ordering::Relaxed) == 0 {
+                resolve(&slots::$name, real_functions!(@cstr $name));
+            } )*
+        }
+    };
+    (@cstr $name:ident) => {
+        // SAFETY: the literal ends with a NUL and has no other NUL.
+        unsafe { std::ffi::CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes()) }
+    };
+}
+
+real_functions! {
+    read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t;
+    readv(fd: c_int, iov: *const libc::iovec, iovcnt: c_int) -> ssize_t;
+    write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t;
+    writev(fd: c_int, iov: *const libc::iovec, iovcnt: c_int) -> ssize_t;
+    recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t;
+    recvfrom(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> ssize_t;
+    recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t;
+    send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t;
+    sendto(fd: c_int, buf: *const c_void, len: size_t, flags: c_int, addr: *const sockaddr, addrlen: socklen_t) -> ssize_t;
+    sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t;
+    accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int;
+    accept4(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t, flags: c_int) -> c_int;
+    connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int;
+    socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
+    socketpair(domain: c_int, ty: c_int, protocol: c_int, sv: *mut c_int) -> c_int;
+    shutdown(fd: c_int, how: c_int) -> c_int;
+    setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: socklen_t) -> c_int;
+    getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut socklen_t) -> c_int;
+    poll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: c_int) -> c_int;
+    close(fd: c_int) -> c_int;
+    dup(fd: c_int) -> c_int;
+    dup2(old: c_int, new: c_int) -> c_int;
+    dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int;
+    ioctl(fd: c_int, request: libc::c_ulong, arg: *mut c_void) -> c_int;
+    sleep(seconds: c_uint) -> c_uint;
+    usleep(usec: libc::useconds_t) -> c_int;
+    nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int;
+    clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const libc::timespec, rem: *mut libc::timespec) -> c_int;
+}

@@ -1,0 +1,217 @@
+//! A runtime coroutine: its stack and closure, its scheduling state, and its join state.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use corun::abi::EntryFn;
+use corun::coroutine::{Coroutine, DefaultStack, Yielder};
+
+use crate::sync::{futex_wait, futex_wake, SpinLock};
+
+/// Why a coroutine hands control back to its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspend {
+    /// Waiting for a wake-up (fd readiness, a timer, a join …); see [`Task::begin_wait`].
+    Park,
+    /// Still runnable: put it at the back of the queue.
+    Yield,
+}
+
+/// The coroutine type the runtime runs.
+pub type TaskCoroutine = Coroutine<(), Suspend, (), DefaultStack>;
+
+// Scheduling states (`Task::state`).
+/// Running, or queued to run; no wake-up pending.
+const IDLE: u8 = 0;
+/// Suspended in `Park`; a wake-up must queue it.
+const PARKED: u8 = 1;
+/// A wake-up arrived while it was not parked; its next `Park` returns at once.
+const NOTIFIED: u8 = 2;
+
+/// Not assigned to a worker yet (never started).
+pub const NO_WORKER: usize = usize::MAX;
+
+/// One coroutine of the runtime.
+pub struct Task {
+    id: u64,
+    name: Option<Box<str>>,
+    /// The coroutine; touched only by the worker that owns the task (see `worker`), or before
+    /// it starts by whoever holds the task in a queue.
+    coroutine: UnsafeCell<Option<TaskCoroutine>>,
+    /// The coroutine's yielder, set when it starts; used to suspend from inside hooks.
+    yielder: Cell<*const Yielder<(), Suspend>>,
+    /// The worker this task is pinned to once started, or `NO_WORKER`.
+    worker: AtomicUsize,
+    state: AtomicU8,
+    /// Incremented by every wait; a wake-up names the wait it is for.
+    wait_seq: AtomicU64,
+    /// 0 while running, 1 once finished (a futex word for threads that join).
+    finished: AtomicU32,
+    /// A coroutine waiting in `join`, with the wait it is in.
+    joiner: SpinLock<Option<(Arc<Task>, u64)>>,
+}
+
+// SAFETY: `coroutine` and `yielder` are only used by the single thread that owns the task at a
+// time: the spawner until it queues the task, then the worker that takes it from a queue (the
+// queue hand-off orders the accesses), and after the first resume only that worker. The
+// closure inside is `Send` (the front-end requires `F: Send`). Everything else is atomic or
+// behind a lock.
+unsafe impl Send for Task {}
+// SAFETY: as above.
+unsafe impl Sync for Task {}
+
+/// The closure's data pointer, made sendable: the front-end hands over a `Send` closure.
+struct EntryData(*mut c_void);
+// SAFETY: points at the front-end's boxed `F: Send` closure.
+unsafe impl Send for EntryData {}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Task {
+    /// Creates a task that will run `entry(data)` on `stack`.
+    pub fn new(
+        entry: EntryFn,
+        data: *mut c_void,
+        name: Option<Box<str>>,
+        stack: DefaultStack,
+    ) -> Arc<Task> {
+        let task = Arc::new(Task {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            coroutine: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            worker: AtomicUsize::new(NO_WORKER),
+            state: AtomicU8::new(IDLE),
+            wait_seq: AtomicU64::new(0),
+            finished: AtomicU32::new(0),
+            joiner: SpinLock::new(None),
+        });
+        let data = EntryData(data);
+        let this: *const Task = Arc::as_ptr(&task);
+        let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
+            let data = data;
+            // SAFETY: the task outlives its coroutine (the worker holds an Arc while resuming).
+            unsafe { (*this).yielder.set(yielder) };
+            // SAFETY: the front-end's entry takes its data back exactly once and never unwinds.
+            unsafe { entry(data.0) };
+        });
+        // SAFETY: nobody else can see the task yet.
+        unsafe { *task.coroutine.get() = Some(coroutine) };
+        task
+    }
+
+    /// The task's id (from 1, never reused).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The name given at spawn, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The worker the task is pinned to, or `NO_WORKER` before it starts.
+    pub fn worker(&self) -> usize {
+        self.worker.load(Ordering::Acquire)
+    }
+
+    /// Pins the task to `worker` (called when a worker starts it).
+    pub fn pin(&self, worker: usize) {
+        self.worker.store(worker, Ordering::Release);
+    }
+
+    /// The coroutine, for the owning worker.
+    ///
+    /// # Safety
+    /// Only the thread that owns the task may call this, and not while another reference
+    /// obtained from it is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn coroutine(&self) -> &mut Option<TaskCoroutine> {
+        // SAFETY: guaranteed by the caller.
+        unsafe { &mut *self.coroutine.get() }
+    }
+
+    /// Suspends the running coroutine (which must be this task) for `reason`.
+    ///
+    /// # Safety
+    /// Must be called on this task's own coroutine stack.
+    pub unsafe fn suspend(&self, reason: Suspend) {
+        let yielder = self.yielder.get();
+        debug_assert!(!yielder.is_null());
+        // SAFETY: we run on this task's coroutine, whose yielder lives on its stack.
+        unsafe { (*yielder).suspend(reason) }
+    }
+
+    /// Starts a wait: returns the token that wake-ups for it must carry. Register the token
+    /// with whatever will wake the task, then suspend with [`Suspend::Park`].
+    pub fn begin_wait(&self) -> u64 {
+        self.wait_seq.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Wakes the task if it is still in wait `token`. Returns true if the caller must queue it
+    /// (it was parked); false if it is running (its park will return at once), already woken,
+    /// or in a later wait.
+    pub fn wake(self: &Arc<Self>, token: u64) -> bool {
+        if self.wait_seq.load(Ordering::Acquire) != token {
+            return false;
+        }
+        self.state.swap(NOTIFIED, Ordering::AcqRel) == PARKED
+    }
+
+    /// Called by the worker when the coroutine suspended with `Park`. Returns true if it is
+    /// now parked; false if a wake-up already arrived (queue it again).
+    pub fn try_park(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(IDLE, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(_) => {
+                self.state.store(IDLE, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// Called by the worker before resuming the task.
+    pub fn set_running(&self) {
+        self.state.store(IDLE, Ordering::Release);
+    }
+
+    /// Whether the coroutine has finished.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire) == 1
+    }
+
+    /// Marks the task finished and wakes whoever joins it. Returns a joining coroutine to
+    /// queue, if there is one.
+    pub fn finish(&self) -> Option<Arc<Task>> {
+        let joiner = {
+            let mut joiner = self.joiner.lock();
+            self.finished.store(1, Ordering::Release);
+            joiner.take()
+        };
+        futex_wake(&self.finished, i32::MAX);
+        joiner.and_then(|(task, token)| task.wake(token).then_some(task))
+    }
+
+    /// Registers `joiner` (in wait `token`) to be woken when this task finishes. Returns false
+    /// if it has already finished.
+    pub fn add_joiner(&self, joiner: Arc<Task>, token: u64) -> bool {
+        let mut slot = self.joiner.lock();
+        if self.is_finished() {
+            return false;
+        }
+        *slot = Some((joiner, token));
+        true
+    }
+
+    /// Blocks the calling OS thread until the task has finished.
+    pub fn wait_finished_blocking(&self) {
+        while self.finished.load(Ordering::Acquire) == 0 {
+            futex_wait(&self.finished, 0);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! A worker's timers: a min-heap of deadlines, each waking one task's wait.
+//!
+//! Timers are never cancelled: a wait that ends early leaves its entry behind, and the wake-up
+//! it eventually sends names a finished wait, which the task ignores.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use super::task::Task;
+
+/// Nanoseconds on `CLOCK_MONOTONIC`.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+struct Entry {
+    deadline: u64,
+    /// Insertion order, to keep equal deadlines first-in first-out.
+    order: u64,
+    task: Arc<Task>,
+    token: u64,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.order) == (other.deadline, other.order)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.deadline, other.order).cmp(&(self.deadline, self.order))
+    }
+}
+
+/// The timers of one worker.
+#[derive(Default)]
+pub struct Timers {
+    heap: BinaryHeap<Entry>,
+    next_order: u64,
+}
+
+impl Timers {
+    /// Wakes `task`'s wait `token` at `deadline` (monotonic ns).
+    pub fn add(&mut self, deadline: u64, task: Arc<Task>, token: u64) {
+        self.next_order += 1;
+        self.heap.push(Entry {
+            deadline,
+            order: self.next_order,
+            task,
+            token,
+        });
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.deadline)
+    }
+
+    /// Pops every timer due at `now`, calling `fire(task, token)` for each.
+    pub fn expire(&mut self, now: u64, mut fire: impl FnMut(Arc<Task>, u64)) {
+        while let Some(top) = self.heap.peek() {
+            if top.deadline > now {
+                break;
+            }
+            let entry = self.heap.pop().expect("peeked");
+            fire(entry.task, entry.token);
+        }
+    }
+}
