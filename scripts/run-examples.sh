@@ -57,6 +57,10 @@ check tcp_listener \
     '^listening on 127\.0\.0\.1:[0-9]+$' \
     '^100 clients greeted with "hello, world"$'
 
+check chat_server \
+    '^chat server on 127\.0\.0\.1:[0-9]+$' \
+    '^10 clients each received all 180 lines from the others \(1800 in all\)$'
+
 # echo_server runs until killed: start it, drive it with echo_client, stop it.
 checked+=(echo_server echo_client)
 server_log=$(mktemp)

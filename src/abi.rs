@@ -85,4 +85,10 @@ pub struct AbiV1 {
     pub current_id: unsafe extern "C" fn() -> u64,
     /// The id of the coroutine behind `handle` (ids start at 1 and are never reused).
     pub task_id: unsafe extern "C" fn(handle: TaskHandle) -> u64,
+    /// Runs `f(data)` on the runtime's blocking pool and suspends the calling coroutine until
+    /// it returns; outside a coroutine, calls it directly. `f` must not unwind.
+    pub unblock: unsafe extern "C" fn(f: UnblockFn, data: *mut c_void),
 }
+
+/// A function for [`AbiV1::unblock`]; it must not unwind.
+pub type UnblockFn = unsafe extern "C" fn(data: *mut c_void);

@@ -39,4 +39,4 @@ pub mod coroutine;
 pub mod raw_syscall;
 mod spawn;
 
-pub use spawn::{coroutine_id, spawn, yield_now, Builder, JoinHandle};
+pub use spawn::{coroutine_id, spawn, unblock, yield_now, Builder, JoinHandle};

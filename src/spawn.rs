@@ -308,3 +308,57 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 /// happens if the runtime ended it abnormally.
 #[derive(Debug)]
 struct LostResult;
+
+/// Runs a blocking closure without blocking the coroutine's worker: under the runtime, inside a
+/// coroutine, `f` runs on the runtime's small pool of blocking threads while the coroutine is
+/// suspended; anywhere else it simply runs here. A panic in `f` comes out of `unblock`.
+///
+/// Use it for blocking work corun cannot make cooperative: reading regular files, calling C
+/// libraries that block, long CPU-bound computations.
+///
+/// ```
+/// let len = corun::unblock(|| std::fs::read("Cargo.toml").map(|bytes| bytes.len()))?;
+/// assert!(len > 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn unblock<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    let abi = match client::backend() {
+        Backend::Runtime(abi) => abi,
+        _ => return f(),
+    };
+    let mut slot: (Option<F>, Option<std::thread::Result<T>>) = (Some(f), None);
+    // SAFETY: `slot` outlives the call (the runtime returns only after running `run_unblocked`),
+    // and `run_unblocked::<F, T>` matches its type.
+    unsafe {
+        (abi.unblock)(
+            run_unblocked::<F, T>,
+            (&mut slot as *mut (Option<F>, Option<std::thread::Result<T>>)).cast(),
+        )
+    };
+    match slot.1 {
+        Some(Ok(value)) => value,
+        Some(Err(payload)) => panic::resume_unwind(payload),
+        None => {
+            unreachable!("corun: the runtime returned from unblock without running the closure")
+        }
+    }
+}
+
+/// Runs an `unblock` closure, catching its panic.
+///
+/// # Safety
+/// `data` must point at the `(Option<F>, Option<thread::Result<T>>)` slot of `unblock`.
+unsafe extern "C" fn run_unblocked<F, T>(data: *mut c_void)
+where
+    F: FnOnce() -> T,
+{
+    // SAFETY: guaranteed by the caller; nothing else touches the slot meanwhile.
+    let slot = unsafe { &mut *data.cast::<(Option<F>, Option<std::thread::Result<T>>)>() };
+    if let Some(f) = slot.0.take() {
+        slot.1 = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+    }
+}

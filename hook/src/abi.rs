@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use corun::abi::{AbiV1, EntryFn, ErrorBuf, SpawnOptions, TaskHandle, VERSION};
+use corun::abi::{AbiV1, EntryFn, ErrorBuf, SpawnOptions, TaskHandle, UnblockFn, VERSION};
 use corun::coroutine::DefaultStack;
 
 use crate::config;
@@ -20,6 +20,7 @@ static TABLE: AbiV1 = AbiV1 {
     yield_now,
     current_id,
     task_id,
+    unblock,
 };
 
 /// The one symbol the front-end looks up.
@@ -139,4 +140,25 @@ unsafe extern "C" fn current_id() -> u64 {
 unsafe extern "C" fn task_id(handle: TaskHandle) -> u64 {
     // SAFETY: the front-end passes a live handle.
     guard("corun_task_id", || unsafe { task(handle) }.id())
+}
+
+/// Lets a raw pointer travel to a pool thread.
+struct SendPtr(*mut c_void);
+// SAFETY: the front-end's closure behind it is `Send`, and the caller stays suspended (keeping
+// it alive) until the pool has run it.
+unsafe impl Send for SendPtr {}
+
+unsafe extern "C" fn unblock(f: UnblockFn, data: *mut c_void) {
+    guard("corun_unblock", || match current::task() {
+        Some(current) => {
+            let data = SendPtr(data);
+            runtime::blocking::run(&current, move || {
+                let data = data;
+                // SAFETY: the front-end's function and data; it does not unwind.
+                unsafe { f(data.0) }
+            })
+        }
+        // SAFETY: as above, on this thread.
+        None => unsafe { f(data) },
+    })
 }

@@ -30,8 +30,12 @@ const CHUNKS: usize = 1024;
 pub const KIND_UNKNOWN: u8 = 0;
 /// A socket managed by the runtime (non-blocking in the kernel).
 pub const KIND_SOCKET: u8 = 1;
-/// Anything else: calls pass straight through.
-pub const KIND_OTHER: u8 = 2;
+/// Something else `poll` can wait for: a pipe, FIFO, tty, eventfd, character device, or one of
+/// the standard streams. Its kernel flags are left alone (it may be shared with other
+/// processes); a coroutine waits for readiness before each call instead.
+pub const KIND_POLLABLE: u8 = 2;
+/// A regular file, directory or block device: calls pass straight through.
+pub const KIND_FILE: u8 = 3;
 
 /// A direction of readiness.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -184,19 +188,29 @@ impl FdEntry {
         if unsafe { libc::fstat(fd, &mut stat) } != 0 {
             return Err(crate::hooks::errno());
         }
-        // The standard streams are shared with the parent process (O_NONBLOCK would leak into
-        // it) and written under std's stdout lock (which must not be held across a suspension),
-        // so they are never managed, whatever they are.
-        if fd <= 2 || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-            self.kind.store(KIND_OTHER, Ordering::Release);
-            return Ok(KIND_OTHER);
+        let file_type = stat.st_mode & libc::S_IFMT;
+        if matches!(
+            file_type,
+            libc::S_IFREG | libc::S_IFDIR | libc::S_IFBLK | libc::S_IFLNK
+        ) {
+            self.kind.store(KIND_FILE, Ordering::Release);
+            return Ok(KIND_FILE);
         }
-        // SAFETY: F_GETFL/F_SETFL on an fd that fstat just accepted.
+        // SAFETY: F_GETFL on an fd that fstat just accepted.
         let flags = unsafe { real::fcntl(fd, libc::F_GETFL, 0) };
         if flags < 0 {
             return Err(crate::hooks::errno());
         }
         let user_nonblocking = flags & libc::O_NONBLOCK != 0;
+        // The standard streams are shared with the parent process (O_NONBLOCK would leak into
+        // it), so even a socket there is only waited for, never switched to non-blocking.
+        if fd <= 2 || file_type != libc::S_IFSOCK {
+            self.registered.store(0, Ordering::Relaxed);
+            self.user_nonblocking
+                .store(user_nonblocking, Ordering::Relaxed);
+            self.kind.store(KIND_POLLABLE, Ordering::Release);
+            return Ok(KIND_POLLABLE);
+        }
         if !user_nonblocking
             && unsafe { real::fcntl(fd, libc::F_SETFL, (flags | libc::O_NONBLOCK) as usize) } < 0
         {

@@ -12,6 +12,7 @@
 pub mod abi;
 pub mod config;
 pub mod fd;
+pub mod futex;
 pub mod hooks;
 pub mod log;
 pub mod real;

@@ -4,9 +4,10 @@
 //! another library's constructor) and all are resolved eagerly by [`resolve_all`] in the
 //! constructor. A function that cannot be found aborts the process with its name.
 //!
-//! `fcntl` and `ioctl` are variadic in C. Their optional third argument is an `int` or a
-//! pointer, which the x86_64 System V ABI passes in the same register whether the call is
-//! variadic or not, so they are declared (and called) here with a fixed third argument.
+//! `fcntl`, `ioctl` and `syscall` are variadic in C. Their optional arguments are integers or
+//! pointers, which the x86_64 System V ABI passes in the same registers (and stack slots)
+//! whether the call is variadic or not, so they are declared (and called) here with fixed
+//! arguments; a callee ignores the ones it does not use.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -97,4 +98,18 @@ real_functions! {
     usleep(usec: libc::useconds_t) -> c_int;
     nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int;
     clock_nanosleep(clock: libc::clockid_t, flags: c_int, req: *const libc::timespec, rem: *mut libc::timespec) -> c_int;
+    ppoll(fds: *mut libc::pollfd, nfds: libc::nfds_t, timeout: *const libc::timespec, sigmask: *const libc::sigset_t) -> c_int;
+    select(nfds: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, timeout: *mut libc::timeval) -> c_int;
+    pselect(nfds: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, timeout: *const libc::timespec, sigmask: *const libc::sigset_t) -> c_int;
+    epoll_wait(epfd: c_int, events: *mut libc::epoll_event, maxevents: c_int, timeout: c_int) -> c_int;
+    epoll_pwait(epfd: c_int, events: *mut libc::epoll_event, maxevents: c_int, timeout: c_int, sigmask: *const libc::sigset_t) -> c_int;
+    getaddrinfo(node: *const libc::c_char, service: *const libc::c_char, hints: *const libc::addrinfo, res: *mut *mut libc::addrinfo) -> c_int;
+    getnameinfo(addr: *const sockaddr, addrlen: socklen_t, host: *mut libc::c_char, hostlen: socklen_t, serv: *mut libc::c_char, servlen: socklen_t, flags: c_int) -> c_int;
+    waitpid(pid: libc::pid_t, status: *mut c_int, options: c_int) -> libc::pid_t;
+    wait4(pid: libc::pid_t, status: *mut c_int, options: c_int, usage: *mut libc::rusage) -> libc::pid_t;
+    wait(status: *mut c_int) -> libc::pid_t;
+    pipe(fds: *mut c_int) -> c_int;
+    pipe2(fds: *mut c_int, flags: c_int) -> c_int;
+    syscall(number: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long;
+    sched_yield() -> c_int;
 }

@@ -6,7 +6,7 @@
 use libc::{c_int, c_ulong, c_void};
 
 use super::guard;
-use crate::fd::{self, FdEntry, KIND_SOCKET, KIND_UNKNOWN};
+use crate::fd::{self, FdEntry, KIND_POLLABLE, KIND_SOCKET, KIND_UNKNOWN};
 use crate::real;
 
 /// Interposed `close(2)`: coroutines waiting on `fd` wake with `EBADF`, and later events for
@@ -94,6 +94,11 @@ fn managed_socket(fd: c_int) -> Option<&'static FdEntry> {
     fd::table().peek(fd).filter(|e| e.kind() == KIND_SOCKET)
 }
 
+/// A pollable fd: its flags stay the kernel's, but the hooks need to know the user's wish.
+fn pollable(fd: c_int) -> Option<&'static FdEntry> {
+    fd::table().peek(fd).filter(|e| e.kind() == KIND_POLLABLE)
+}
+
 /// Interposed `fcntl(2)` (variadic in C: the optional third argument arrives in the same
 /// register either way on x86_64).
 ///
@@ -127,8 +132,14 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
                 }
                 rc
             }
-            // SAFETY: the caller's arguments, passed on unchanged.
-            None => unsafe { real::fcntl(fd, cmd, arg) },
+            None => {
+                // SAFETY: the caller's arguments, passed on unchanged.
+                let rc = unsafe { real::fcntl(fd, cmd, arg) };
+                if let (0, Some(entry)) = (rc, pollable(fd)) {
+                    entry.set_user_nonblocking(arg & libc::O_NONBLOCK as usize != 0);
+                }
+                rc
+            }
         },
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
             // SAFETY: the caller's arguments, passed on unchanged.
@@ -144,7 +155,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
 }
 
 /// Interposed `ioctl(2)`: `FIONBIO` on a managed socket records the user's wish and leaves the
-/// kernel non-blocking.
+/// kernel non-blocking; on a pollable fd it goes to the kernel and is recorded too.
 ///
 /// # Safety
 /// As for libc's `ioctl`.
@@ -160,6 +171,13 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
             }
         }
         // SAFETY: the caller's arguments, passed on unchanged.
-        unsafe { real::ioctl(fd, request, arg) }
+        let rc = unsafe { real::ioctl(fd, request, arg) };
+        if rc == 0 && request == libc::FIONBIO && !arg.is_null() {
+            if let Some(entry) = pollable(fd) {
+                // SAFETY: FIONBIO takes a pointer to an int (the kernel just read it).
+                entry.set_user_nonblocking(unsafe { *arg.cast::<c_int>() } != 0);
+            }
+        }
+        rc
     })
 }

@@ -7,27 +7,36 @@
 
 use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::{blocking, deadline_for, errno, guard, mode, set_errno, wait, Mode};
-use crate::fd::{Dir, FdEntry, Wait};
+use super::{blocking, deadline_for, errno, guard, mode, set_errno, try_once, wait, Mode};
+use crate::fd::{Dir, FdEntry, Wait, KIND_POLLABLE};
 use crate::real;
 use crate::runtime::current::CurrentTask;
 
-/// Like [`blocking`], but keeps going until `len` bytes are done: `attempt(done)` transfers
-/// from offset `done`. Stops early at end of file (a 0 result), returning the count so far.
+/// Like [`blocking`], but keeps going until `len` bytes are done: `attempt(done, max)`
+/// transfers at most `max` bytes from offset `done`. Stops early at end of file (a 0 result),
+/// returning the count so far.
+///
+/// On a pollable fd (a pipe, say) each attempt moves at most `PIPE_BUF` bytes: `poll` promises
+/// that much room, so the blocking call cannot stall the worker.
 fn blocking_all(
     fd: c_int,
     entry: &FdEntry,
     task: &Option<CurrentTask>,
     dir: Dir,
     len: usize,
-    mut attempt: impl FnMut(usize) -> isize,
+    mut attempt: impl FnMut(usize, usize) -> isize,
 ) -> isize {
     let generation = entry.generation();
     let deadline = deadline_for(entry, dir);
+    let max = if entry.kind() == KIND_POLLABLE {
+        libc::PIPE_BUF
+    } else {
+        usize::MAX
+    };
     let mut done = 0usize;
     loop {
         let seen = entry.ready_seq(dir);
-        let n = attempt(done);
+        let n = try_once(fd, entry, dir, || attempt(done, max));
         if n > 0 {
             done += n as usize;
             if done >= len {
@@ -103,7 +112,7 @@ fn total_len(iov: &[iovec]) -> usize {
 /// As for libc's `read`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    guard("read", || match mode(fd) {
+    guard("read", || match mode(fd, Dir::Read) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::read(fd, buf, count) },
         Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
@@ -119,7 +128,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// As for libc's `readv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard("readv", || match mode(fd) {
+    guard("readv", || match mode(fd, Dir::Read) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::readv(fd, iov, iovcnt) },
         Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
@@ -135,12 +144,19 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 /// As for libc's `recv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    guard("recv", || match mode(fd) {
+    guard("recv", || match mode(fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             if flags & libc::MSG_WAITALL != 0 {
-                blocking_all(fd, entry, &task, Dir::Read, len, |done| {
+                blocking_all(fd, entry, &task, Dir::Read, len, |done, max| {
                     // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
-                    unsafe { real::recv(fd, buf.cast::<u8>().add(done).cast(), len - done, flags) }
+                    unsafe {
+                        real::recv(
+                            fd,
+                            buf.cast::<u8>().add(done).cast(),
+                            (len - done).min(max),
+                            flags,
+                        )
+                    }
                 })
             } else {
                 blocking(fd, entry, &task, Dir::Read, || {
@@ -167,7 +183,7 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
 ) -> ssize_t {
-    guard("recvfrom", || match mode(fd) {
+    guard("recvfrom", || match mode(fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking(fd, entry, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments.
@@ -185,7 +201,7 @@ pub unsafe extern "C" fn recvfrom(
 /// As for libc's `recvmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    guard("recvmsg", || match mode(fd) {
+    guard("recvmsg", || match mode(fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking(fd, entry, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments.
@@ -203,13 +219,21 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// As for libc's `write`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    guard("write", || match mode(fd) {
+    guard("write", || match mode(fd, Dir::Write) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::write(fd, buf, count) },
-        Mode::Blocking(entry, task) => blocking_all(fd, entry, &task, Dir::Write, count, |done| {
-            // SAFETY: `done < count`, so the pointer stays in the caller's buffer.
-            unsafe { real::write(fd, buf.cast::<u8>().add(done).cast(), count - done) }
-        }),
+        Mode::Blocking(entry, task) => {
+            blocking_all(fd, entry, &task, Dir::Write, count, |done, max| {
+                // SAFETY: `done < count`, so the pointer stays in the caller's buffer.
+                unsafe {
+                    real::write(
+                        fd,
+                        buf.cast::<u8>().add(done).cast(),
+                        (count - done).min(max),
+                    )
+                }
+            })
+        }
     })
 }
 
@@ -219,14 +243,15 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 /// As for libc's `writev`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard("writev", || match mode(fd) {
+    guard("writev", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) => {
             // SAFETY: libc requires `iov` to point at `iovcnt` iovecs.
             let Some(slice) = (unsafe { iov_slice(iov, iovcnt) }) else {
                 // SAFETY: the caller's arguments; libc reports the bad count.
                 return unsafe { real::writev(fd, iov, iovcnt) };
             };
-            blocking_all(fd, entry, &task, Dir::Write, total_len(slice), |done| {
+            // Not split into PIPE_BUF pieces: a large writev to a full pipe may block the worker.
+            blocking_all(fd, entry, &task, Dir::Write, total_len(slice), |done, _| {
                 if done == 0 {
                     // SAFETY: the caller's arguments.
                     return unsafe { real::writev(fd, iov, iovcnt) };
@@ -247,11 +272,18 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
 /// As for libc's `send`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    guard("send", || match mode(fd) {
+    guard("send", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            blocking_all(fd, entry, &task, Dir::Write, len, |done| {
+            blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
-                unsafe { real::send(fd, buf.cast::<u8>().add(done).cast(), len - done, flags) }
+                unsafe {
+                    real::send(
+                        fd,
+                        buf.cast::<u8>().add(done).cast(),
+                        (len - done).min(max),
+                        flags,
+                    )
+                }
             })
         }
         // SAFETY: the caller's arguments, passed on unchanged.
@@ -272,15 +304,15 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> ssize_t {
-    guard("sendto", || match mode(fd) {
+    guard("sendto", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            blocking_all(fd, entry, &task, Dir::Write, len, |done| {
+            blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
                 unsafe {
                     real::sendto(
                         fd,
                         buf.cast::<u8>().add(done).cast(),
-                        len - done,
+                        (len - done).min(max),
                         flags,
                         addr,
                         addrlen,
@@ -299,7 +331,7 @@ pub unsafe extern "C" fn sendto(
 /// As for libc's `sendmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    guard("sendmsg", || match mode(fd) {
+    guard("sendmsg", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 && !msg.is_null() => {
             // SAFETY: libc requires `msg` to be a valid msghdr.
             let header = unsafe { *msg };
@@ -309,7 +341,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
                 // SAFETY: the caller's arguments; libc reports the problem.
                 return unsafe { real::sendmsg(fd, msg, flags) };
             };
-            blocking_all(fd, entry, &task, Dir::Write, total_len(slice), |done| {
+            blocking_all(fd, entry, &task, Dir::Write, total_len(slice), |done, _| {
                 if done == 0 {
                     // SAFETY: the caller's arguments.
                     return unsafe { real::sendmsg(fd, msg, flags) };

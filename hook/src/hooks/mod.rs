@@ -8,17 +8,20 @@
 //! In unit-test builds of this crate the symbols are not exported (`cfg_attr(not(test),
 //! no_mangle)`), so the test harness itself is not interposed.
 
+pub mod dns;
 pub mod fdops;
 pub mod io;
 pub mod poll;
+pub mod process;
 pub mod sleep;
 pub mod socket;
+pub mod syscall;
 
 use std::panic::{self, AssertUnwindSafe};
 
 use libc::c_int;
 
-use crate::fd::{self, Dir, FdEntry, Wait, KIND_SOCKET, KIND_UNKNOWN};
+use crate::fd::{self, Dir, FdEntry, Wait, KIND_POLLABLE, KIND_SOCKET, KIND_UNKNOWN};
 use crate::real;
 use crate::runtime::current::{self, CurrentTask};
 use crate::runtime::timer;
@@ -55,14 +58,18 @@ pub fn set_errno(value: c_int) {
 pub enum Mode {
     /// Call libc as is.
     PassThrough,
-    /// A managed socket the user wants blocking: retry the non-blocking call, waiting for
-    /// readiness in between (suspending the coroutine, or in `poll` on a plain thread).
+    /// The user wants this call to block: a managed socket (retry the non-blocking call) or a
+    /// pollable fd (wait for readiness before the call), waiting in between by suspending the
+    /// coroutine, or in `poll` on a plain thread.
     Blocking(&'static FdEntry, Option<CurrentTask>),
 }
 
-/// Decides how a call on `fd` is carried out. A socket's first use inside a coroutine makes it
-/// managed.
-pub fn mode(fd: c_int) -> Mode {
+/// Decides how a call in `dir` on `fd` is carried out. An fd's first use inside a coroutine
+/// classifies it (and makes a socket managed).
+///
+/// Writes to fds 1 and 2 never suspend: std writes them holding its stdout/stderr lock, whose
+/// owner is the worker thread, so a sibling coroutine could re-enter it mid-line.
+pub fn mode(fd: c_int, dir: Dir) -> Mode {
     match current::task() {
         Some(task) => {
             let Some(entry) = fd::table().get(fd) else {
@@ -75,7 +82,12 @@ pub fn mode(fd: c_int) -> Mode {
                     Err(_) => return Mode::PassThrough, // not open: libc reports the error
                 }
             }
-            if kind == KIND_SOCKET && !entry.user_nonblocking() {
+            let waits = match kind {
+                KIND_SOCKET => true,
+                KIND_POLLABLE => !(dir == Dir::Write && (fd == 1 || fd == 2)),
+                _ => false,
+            };
+            if waits && !entry.user_nonblocking() {
                 Mode::Blocking(entry, Some(task))
             } else {
                 Mode::PassThrough
@@ -83,6 +95,7 @@ pub fn mode(fd: c_int) -> Mode {
         }
         None => match fd::table().peek(fd) {
             // We made this socket non-blocking in the kernel; a plain thread expects blocking.
+            // (Pollable fds keep their kernel flags, so plain threads just call libc.)
             Some(entry) if entry.kind() == KIND_SOCKET && !entry.user_nonblocking() => {
                 Mode::Blocking(entry, None)
             }
@@ -157,9 +170,35 @@ pub fn deadline_for(entry: &FdEntry, dir: Dir) -> u64 {
     }
 }
 
-/// Carries out a call that libc would block in: retries the non-blocking `attempt` until it
-/// stops failing with `EAGAIN`, waiting for `dir` in between. Honours the socket's timeout
-/// (`EAGAIN` when it passes) and reports `EBADF` if the fd is closed meanwhile.
+/// Whether `fd` is ready in `dir` right now (the real `poll`, not waiting). An error counts as
+/// ready: the call that follows reports it.
+pub fn ready_now(fd: c_int, dir: Dir) -> bool {
+    let events = match dir {
+        Dir::Read => libc::POLLIN,
+        Dir::Write => libc::POLLOUT,
+    };
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    unsafe { real::poll(&mut pfd, 1, 0) != 0 }
+}
+
+/// One attempt at a call on `entry`: a managed socket is non-blocking, so the call itself says
+/// `EAGAIN`; a pollable fd is blocking, so it is only called once `poll` says it is ready.
+pub fn try_once(fd: c_int, entry: &FdEntry, dir: Dir, attempt: impl FnOnce() -> isize) -> isize {
+    if entry.kind() == KIND_POLLABLE && !ready_now(fd, dir) {
+        set_errno(libc::EAGAIN);
+        return -1;
+    }
+    attempt()
+}
+
+/// Carries out a call that libc would block in: retries the `attempt` until it stops failing
+/// with `EAGAIN`, waiting for `dir` in between. Honours a socket's timeout (`EAGAIN` when it
+/// passes) and reports `EBADF` if the fd is closed meanwhile.
 pub fn blocking(
     fd: c_int,
     entry: &FdEntry,
@@ -171,7 +210,7 @@ pub fn blocking(
     let deadline = deadline_for(entry, dir);
     loop {
         let seen = entry.ready_seq(dir);
-        let result = attempt();
+        let result = try_once(fd, entry, dir, &mut attempt);
         if result >= 0 || errno() != libc::EAGAIN {
             return result;
         }

@@ -68,7 +68,7 @@ fn accept_common(
     flags: c_int,
     plain_accept: bool,
 ) -> c_int {
-    match mode(fd) {
+    match mode(fd, Dir::Read) {
         Mode::PassThrough => {
             // SAFETY: the caller's arguments, passed on unchanged.
             let new = unsafe {
@@ -133,7 +133,7 @@ pub unsafe extern "C" fn accept4(
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int {
     guard("connect", || {
-        let (entry, task) = match mode(fd) {
+        let (entry, task) = match mode(fd, Dir::Write) {
             // SAFETY: the caller's arguments, passed on unchanged.
             Mode::PassThrough => return unsafe { real::connect(fd, addr, addrlen) },
             Mode::Blocking(entry, task) => (entry, task),

@@ -5,6 +5,7 @@
 //! addresses, std's per-thread locks); wake-ups from other threads reach it through the
 //! worker's inbox.
 
+pub mod blocking;
 pub mod current;
 pub mod reactor;
 pub mod task;

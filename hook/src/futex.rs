@@ -1,0 +1,135 @@
+//! The futex wait table: coroutines waiting on futex words, keyed by address.
+//!
+//! std's `Mutex`, `Condvar`, `RwLock`, `Once`, `thread::park` (and parking_lot, crossbeam)
+//! block in `syscall(SYS_futex, FUTEX_WAIT…)`. A coroutine that did that for real would block
+//! its worker, and deadlock it when the futex's owner is a coroutine on the same worker. So a
+//! coroutine's wait is recorded here and the coroutine parks; `FUTEX_WAKE` (from a coroutine or
+//! a plain thread) wakes waiters here first and passes the rest of its count on to the kernel,
+//! where plain threads wait.
+//!
+//! No lost wake-ups: the waiter compares the word with the expected value while holding its
+//! bucket's lock, and a waker takes the same lock after changing the word.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::runtime::current::CurrentTask;
+use crate::runtime::task::Task;
+use crate::runtime::{self, timer};
+use crate::sync::SpinLock;
+
+const BUCKETS: usize = 256;
+
+/// How often a coroutine waiting on a process-shared futex re-reads the word, since a wake-up
+/// from another process goes to the kernel and never reaches this table.
+const SHARED_RECHECK_NS: u64 = 10_000_000;
+
+struct Waiter {
+    addr: usize,
+    bitset: u32,
+    task: Arc<Task>,
+    token: u64,
+}
+
+static BUCKETS_TABLE: [SpinLock<Vec<Waiter>>; BUCKETS] =
+    [const { SpinLock::new(Vec::new()) }; BUCKETS];
+/// Waiters in all buckets, so a wake with nobody here costs one load.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+fn bucket(addr: usize) -> &'static SpinLock<Vec<Waiter>> {
+    let hash = (addr >> 2).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    &BUCKETS_TABLE[hash >> (usize::BITS - BUCKETS.trailing_zeros())]
+}
+
+/// How many coroutines wait on futex words now (for stats).
+pub fn waiting() -> usize {
+    WAITING.load(Ordering::Relaxed)
+}
+
+/// Parks the current coroutine while `*word == expected`, until a matching wake, `deadline`
+/// (monotonic ns, 0: none) or, for a process-shared futex, a change of the word.
+///
+/// Returns `Err(EAGAIN)` if the word did not hold `expected`, `Err(ETIMEDOUT)` on timeout.
+pub fn wait(
+    current: &CurrentTask,
+    word: &AtomicU32,
+    expected: u32,
+    deadline: u64,
+    bitset: u32,
+    shared: bool,
+) -> Result<(), i32> {
+    let addr = word.as_ptr() as usize;
+    let bucket = bucket(addr);
+    let token = current.task().begin_wait();
+    {
+        let mut waiters = bucket.lock();
+        if word.load(Ordering::SeqCst) != expected {
+            return Err(libc::EAGAIN);
+        }
+        waiters.push(Waiter {
+            addr,
+            bitset,
+            task: current.arc(),
+            token,
+        });
+        WAITING.fetch_add(1, Ordering::Relaxed);
+    }
+    if deadline != 0 {
+        current.worker().add_timer(deadline, current.arc(), token);
+    }
+    loop {
+        if shared {
+            let recheck = timer::now_ns() + SHARED_RECHECK_NS;
+            current.worker().add_timer(recheck, current.arc(), token);
+        }
+        runtime::park(current);
+        let mut waiters = bucket.lock();
+        let me: *const Task = current.task();
+        let Some(index) = waiters
+            .iter()
+            .position(|w| w.token == token && std::ptr::eq(Arc::as_ptr(&w.task), me))
+        else {
+            return Ok(()); // a waker took us off the list
+        };
+        let timed_out = deadline != 0 && timer::now_ns() >= deadline;
+        let changed = shared && word.load(Ordering::SeqCst) != expected;
+        if timed_out || changed {
+            waiters.swap_remove(index);
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+            return if timed_out {
+                Err(libc::ETIMEDOUT)
+            } else {
+                Ok(())
+            };
+        }
+        // A wake-up meant for something else: keep waiting.
+    }
+}
+
+/// Wakes up to `count` coroutines waiting on `addr` whose bitset intersects `bitset`. Returns
+/// how many it woke (the caller passes the rest of `count` on to the kernel).
+pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
+    if count <= 0 || WAITING.load(Ordering::SeqCst) == 0 {
+        return 0;
+    }
+    let mut woken = Vec::new();
+    {
+        let mut waiters = bucket(addr).lock();
+        let mut i = 0;
+        while i < waiters.len() && (woken.len() as i32) < count {
+            if waiters[i].addr == addr && waiters[i].bitset & bitset != 0 {
+                woken.push(waiters.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        WAITING.fetch_sub(woken.len(), Ordering::Relaxed);
+    }
+    let n = woken.len() as i32;
+    for waiter in woken {
+        if waiter.task.wake(waiter.token) {
+            runtime::schedule(waiter.task);
+        }
+    }
+    n
+}

@@ -1,0 +1,174 @@
+//! syscall (for `SYS_futex`) and sched_yield.
+//!
+//! Every `syscall()` goes through here; all but the futex waits and wakes pass straight on.
+
+use std::sync::atomic::AtomicU32;
+
+use libc::{c_int, c_long, timespec};
+
+use super::{guard, set_errno};
+use crate::futex;
+use crate::real;
+use crate::runtime::{self, current, timer};
+
+/// A valid timespec as ns, or `None` (EINVAL).
+fn timespec_ns(ts: &timespec) -> Option<u64> {
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return None;
+    }
+    Some(
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64),
+    )
+}
+
+/// Now on `clock`, in ns.
+fn clock_now_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    timespec_ns(&ts).unwrap_or(0)
+}
+
+/// Interposed `syscall(2)`. `SYS_futex` waits inside a coroutine park it; `SYS_futex` wakes
+/// from anywhere reach parked coroutines first. Everything else passes through.
+///
+/// # Safety
+/// As for libc's `syscall`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn syscall(
+    number: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    if number != libc::SYS_futex {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        return unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) };
+    }
+    guard("syscall(SYS_futex)", || {
+        let op = a2 as c_int;
+        match op & libc::FUTEX_CMD_MASK {
+            libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
+                if let Some(current) = current::task() {
+                    return futex_wait(
+                        &current,
+                        a1 as usize,
+                        op,
+                        a3 as u32,
+                        a4 as *const timespec,
+                        a6 as u32,
+                    );
+                }
+            }
+            libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET => {
+                let bitset = if op & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE {
+                    u32::MAX
+                } else {
+                    a6 as u32
+                };
+                if bitset != 0 && a1 != 0 && a1 % 4 == 0 {
+                    let count = a3 as i32;
+                    let woken = futex::wake(a1 as usize, count, bitset);
+                    if woken >= count {
+                        return c_long::from(woken);
+                    }
+                    // SAFETY: the caller's futex wake, for the waiters not found here.
+                    let rest = unsafe {
+                        real::syscall(number, a1, a2, c_long::from(count - woken), a4, a5, a6)
+                    };
+                    return if rest < 0 {
+                        if woken > 0 {
+                            c_long::from(woken)
+                        } else {
+                            rest
+                        }
+                    } else {
+                        rest + c_long::from(woken)
+                    };
+                }
+            }
+            _ => {}
+        }
+        // SAFETY: the caller's arguments, passed on unchanged.
+        unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) }
+    })
+}
+
+/// A futex wait by a coroutine: checks the arguments as the kernel does, then parks.
+fn futex_wait(
+    current: &current::CurrentTask,
+    addr: usize,
+    op: c_int,
+    expected: u32,
+    timeout: *const timespec,
+    bitset_arg: u32,
+) -> c_long {
+    let bitset_op = op & libc::FUTEX_CMD_MASK == libc::FUTEX_WAIT_BITSET;
+    let bitset = if bitset_op { bitset_arg } else { u32::MAX };
+    if addr == 0 || addr % 4 != 0 || bitset == 0 {
+        set_errno(if addr == 0 {
+            libc::EFAULT
+        } else {
+            libc::EINVAL
+        });
+        return -1;
+    }
+    let deadline = if timeout.is_null() {
+        0
+    } else {
+        // SAFETY: non-null; the kernel would read a timespec from it.
+        let Some(ns) = timespec_ns(unsafe { &*timeout }) else {
+            set_errno(libc::EINVAL);
+            return -1;
+        };
+        if bitset_op {
+            // Absolute, on CLOCK_REALTIME if asked, else CLOCK_MONOTONIC.
+            let clock = if op & libc::FUTEX_CLOCK_REALTIME != 0 {
+                libc::CLOCK_REALTIME
+            } else {
+                libc::CLOCK_MONOTONIC
+            };
+            let now = clock_now_ns(clock);
+            timer::now_ns()
+                .saturating_add(ns.saturating_sub(now))
+                .max(1)
+        } else {
+            timer::now_ns().saturating_add(ns).max(1)
+        }
+    };
+    // SAFETY: an aligned, non-null futex word the caller handed to the kernel; futex words are
+    // accessed atomically by every party.
+    let word = unsafe { &*(addr as *const AtomicU32) };
+    let shared = op & libc::FUTEX_PRIVATE_FLAG == 0;
+    match futex::wait(current, word, expected, deadline, bitset, shared) {
+        Ok(()) => 0,
+        Err(errno) => {
+            set_errno(errno);
+            -1
+        }
+    }
+}
+
+/// Interposed `sched_yield(2)`: inside a coroutine, yields it.
+///
+/// # Safety
+/// As for libc's `sched_yield`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sched_yield() -> c_int {
+    guard("sched_yield", || match current::task() {
+        Some(current) => {
+            runtime::yield_now(&current);
+            0
+        }
+        // SAFETY: no arguments.
+        None => unsafe { real::sched_yield() },
+    })
+}

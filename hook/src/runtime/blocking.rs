@@ -1,0 +1,118 @@
+//! The blocking pool: a few plain threads that run calls which cannot be made cooperative
+//! (`getaddrinfo` blocks inside libc; `corun::unblock` runs any closure) while the calling
+//! coroutine is suspended.
+//!
+//! Threads are started on demand, up to `MAX_THREADS`, and sleep on a futex word when idle.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::SegQueue;
+
+use super::current::CurrentTask;
+use super::task::Task;
+use crate::log;
+use crate::sync::{futex_wait, futex_wake};
+
+/// The most threads the pool starts.
+pub const MAX_THREADS: usize = 8;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct Pool {
+    jobs: SegQueue<Job>,
+    /// Bumped on every submit; idle threads futex-wait on it.
+    signal: AtomicU32,
+    threads: AtomicUsize,
+    idle: AtomicUsize,
+}
+
+static POOL: Pool = Pool {
+    jobs: SegQueue::new(),
+    signal: AtomicU32::new(0),
+    threads: AtomicUsize::new(0),
+    idle: AtomicUsize::new(0),
+};
+
+/// Threads in the pool now (for stats).
+pub fn threads() -> usize {
+    POOL.threads.load(Ordering::Relaxed)
+}
+
+fn submit(job: Job) {
+    POOL.jobs.push(job);
+    POOL.signal.fetch_add(1, Ordering::SeqCst);
+    if POOL.idle.load(Ordering::SeqCst) > 0 {
+        futex_wake(&POOL.signal, 1);
+        return;
+    }
+    let started = POOL.threads.load(Ordering::SeqCst);
+    if started < MAX_THREADS
+        && POOL
+            .threads
+            .compare_exchange(started, started + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        let spawned = std::thread::Builder::new()
+            .name(format!("corun-blocking-{started}"))
+            .spawn(worker_loop);
+        if let Err(err) = spawned {
+            POOL.threads.fetch_sub(1, Ordering::SeqCst);
+            log::warn(format_args!("cannot start a blocking-pool thread: {err}"));
+        }
+    }
+    // Otherwise every thread is busy; the job waits its turn.
+}
+
+fn worker_loop() {
+    loop {
+        while let Some(job) = POOL.jobs.pop() {
+            job();
+        }
+        let seen = POOL.signal.load(Ordering::SeqCst);
+        POOL.idle.fetch_add(1, Ordering::SeqCst);
+        if POOL.jobs.is_empty() {
+            futex_wait(&POOL.signal, seen);
+        }
+        POOL.idle.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a pool job leaves its result for the coroutine that waits for it.
+struct Completion<R> {
+    result: UnsafeCell<Option<R>>,
+    done: AtomicBool,
+    waiter: Arc<Task>,
+    token: u64,
+}
+
+// SAFETY: `result` is written once by the pool thread before `done` is set (Release) and read
+// by the coroutine after it sees `done` (Acquire).
+unsafe impl<R: Send> Sync for Completion<R> {}
+
+/// Runs `f` on the pool and suspends the current coroutine until it returns.
+pub fn run<R: Send + 'static>(current: &CurrentTask, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let token = current.task().begin_wait();
+    let completion = Arc::new(Completion {
+        result: UnsafeCell::new(None),
+        done: AtomicBool::new(false),
+        waiter: current.arc(),
+        token,
+    });
+    let job_side = completion.clone();
+    submit(Box::new(move || {
+        let value = f();
+        // SAFETY: only this job writes, once, before `done` is published.
+        unsafe { *job_side.result.get() = Some(value) };
+        job_side.done.store(true, Ordering::Release);
+        if job_side.waiter.wake(job_side.token) {
+            super::schedule(job_side.waiter.clone());
+        }
+    }));
+    while !completion.done.load(Ordering::Acquire) {
+        super::park(current);
+    }
+    // SAFETY: `done` is set, so the job has written the result and will not touch it again.
+    unsafe { (*completion.result.get()).take() }.expect("the job stored its result")
+}
