@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the hook library and every example (release), runs each example under
-# LD_PRELOAD=target/release/libcorun_hook.so, and checks its output.
+# Builds the hook library, the `corun` launcher and every example (release), runs each example
+# with `corun run` (which preloads target/release/libcorun_hook.so), and checks its output.
 # Exits non-zero if any example is missing a check, fails, or prints the wrong thing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --workspace --lib --examples --quiet
-HOOK="$PWD/target/release/libcorun_hook.so"
+cargo build --release --workspace --lib --bins --examples --quiet
+LAUNCHER="$PWD/target/release/corun"
 BIN="$PWD/target/release/examples"
 TIMEOUT=${EXAMPLE_TIMEOUT:-60}
 
@@ -24,7 +24,7 @@ run() {
         patterns+=("$1"); shift
     done
     local out status=0
-    out=$(LD_PRELOAD="$HOOK" timeout "$TIMEOUT" "$BIN/$name" "${args[@]}" 2>&1) || status=$?
+    out=$(timeout "$TIMEOUT" "$LAUNCHER" run -- "$BIN/$name" "${args[@]}" 2>&1) || status=$?
     if [ "$status" -ne 0 ]; then
         fail "$name" "exit status $status"; printf '%s\n' "$out" | tail -20 | sed 's/^/        /'; return
     fi
@@ -36,7 +36,7 @@ run() {
     pass "$name"
 }
 
-echo "running examples under LD_PRELOAD=$HOOK"
+echo "running examples with $LAUNCHER run"
 checked=()
 check() { checked+=("$1"); run "$@"; }
 
@@ -64,7 +64,7 @@ check chat_server \
 # echo_server runs until killed: start it, drive it with echo_client, stop it.
 checked+=(echo_server echo_client)
 server_log=$(mktemp)
-LD_PRELOAD="$HOOK" "$BIN/echo_server" 127.0.0.1:0 >"$server_log" 2>&1 &
+"$LAUNCHER" run -- "$BIN/echo_server" 127.0.0.1:0 >"$server_log" 2>&1 &
 server_pid=$!
 addr=""
 for _ in $(seq 50); do

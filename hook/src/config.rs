@@ -1,7 +1,7 @@
-//! The `CORUN_*` environment variables, read and validated once at start.
+//! The `CORUN_*` environment variables, read and validated once when the library loads.
 //!
 //! A bad value stops the program with one line naming the variable, the value and what is
-//! accepted (never a panic).
+//! accepted (never a panic). An unknown `CORUN_*` variable (a typo, likely) gets a warning.
 
 use std::sync::OnceLock;
 
@@ -17,55 +17,145 @@ pub struct Config {
     pub workers: usize,
     /// Default coroutine stack size in bytes (`CORUN_STACK_SIZE`; default 256 KiB).
     pub stack_size: usize,
+    /// Stacks kept per size class for reuse (`CORUN_STACK_POOL`; default 1024).
+    pub stack_pool: usize,
+    /// Threads of the blocking pool (`CORUN_BLOCKING_THREADS`; default 8).
+    pub blocking_threads: usize,
+    /// Warn when a worker runs one coroutine longer than this, in ms; 0 turns the guard off
+    /// (`CORUN_STUCK_MS`; default 100).
+    pub stuck_ms: u64,
+    /// Whether a stuck worker's started coroutines may move to a spare worker
+    /// (`CORUN_MIGRATE`; default off).
+    pub migrate: bool,
+    /// The signal that prints a coroutine dump, if dumps are on (`CORUN_DUMP`,
+    /// `CORUN_DUMP_SIGNAL`; default off, SIGQUIT).
+    pub dump_signal: Option<i32>,
     /// Diagnostics level (`CORUN_LOG`; default `warn`).
     pub log: Level,
 }
+
+/// Every variable the runtime reads (the launcher's `CORUN_HOOK` too, so it is not "unknown").
+pub const VARIABLES: [&str; 10] = [
+    "CORUN_WORKERS",
+    "CORUN_STACK_SIZE",
+    "CORUN_STACK_POOL",
+    "CORUN_BLOCKING_THREADS",
+    "CORUN_STUCK_MS",
+    "CORUN_MIGRATE",
+    "CORUN_DUMP",
+    "CORUN_DUMP_SIGNAL",
+    "CORUN_LOG",
+    "CORUN_HOOK",
+];
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
 /// The configuration, read from the environment on first use.
 pub fn get() -> &'static Config {
-    CONFIG.get_or_init(|| match read(|name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(message) => log::fatal(format_args!("{message}")),
+    CONFIG.get_or_init(|| {
+        let config = match read(|name| std::env::var(name).ok()) {
+            Ok(config) => config,
+            Err(message) => log::fatal(format_args!("{message}")),
+        };
+        log::set_level(config.log);
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("CORUN_")
+                && !name.starts_with("CORUN_TEST_")
+                && !VARIABLES.contains(&name)
+            {
+                log::warn(format_args!(
+                    "ignoring unknown variable {name} (known: {})",
+                    VARIABLES.join(", ")
+                ));
+            }
+        }
+        config
     })
 }
 
-/// Reads the configuration through `var` (the environment, or a map in tests).
-pub fn read(var: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let workers = match var("CORUN_WORKERS") {
-        None => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(MAX_WORKERS),
-        Some(text) => parse_count(&text)
-            .filter(|n| (1..=MAX_WORKERS).contains(n))
-            .ok_or_else(|| {
-                format!(
-                    "CORUN_WORKERS={text:?} is not valid: expected a whole number from 1 to {MAX_WORKERS}"
-                )
-            })?,
-    };
-    let stack_size = match var("CORUN_STACK_SIZE") {
-        None => corun::coroutine::DEFAULT_STACK_SIZE,
-        Some(text) => parse_size(&text)
-            .filter(|n| (16 * 1024..=1 << 30).contains(n))
-            .ok_or_else(|| {
-                format!(
-                    "CORUN_STACK_SIZE={text:?} is not valid: expected a size from 16K to 1G, in \
-                     bytes or with a K, M or G suffix (e.g. 262144, 256K, 1M)"
-                )
-            })?,
-    };
-    let log = match var("CORUN_LOG") {
-        None => Level::Warn,
-        Some(text) => Level::parse(&text).ok_or_else(|| {
-            format!("CORUN_LOG={text:?} is not valid: expected one of error, warn, info, debug")
-        })?,
-    };
+/// One variable: absent → `default`; present → `parse` or an error naming what is accepted.
+fn var<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    accepted: &str,
+    default: impl FnOnce() -> T,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, String> {
+    match lookup(name) {
+        None => Ok(default()),
+        Some(text) => {
+            parse(&text).ok_or_else(|| format!("{name}={text:?} is not valid: expected {accepted}"))
+        }
+    }
+}
+
+/// Reads the configuration through `lookup` (the environment, or a map in tests).
+pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let workers = var(
+        &lookup,
+        "CORUN_WORKERS",
+        &format!("a whole number from 1 to {MAX_WORKERS}"),
+        || {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(MAX_WORKERS)
+        },
+        |t| parse_count(t).filter(|n| (1..=MAX_WORKERS).contains(n)),
+    )?;
+    let stack_size = var(
+        &lookup,
+        "CORUN_STACK_SIZE",
+        "a size from 16K to 1G, in bytes or with a K, M or G suffix (e.g. 262144, 256K, 1M)",
+        || corun::coroutine::DEFAULT_STACK_SIZE,
+        |t| parse_size(t).filter(|n| (16 * 1024..=1 << 30).contains(n)),
+    )?;
+    let stack_pool = var(
+        &lookup,
+        "CORUN_STACK_POOL",
+        "a whole number from 0 to 1000000",
+        || 1024,
+        |t| parse_count(t).filter(|n| *n <= 1_000_000),
+    )?;
+    let blocking_threads = var(
+        &lookup,
+        "CORUN_BLOCKING_THREADS",
+        "a whole number from 1 to 256",
+        || 8,
+        |t| parse_count(t).filter(|n| (1..=256).contains(n)),
+    )?;
+    let stuck_ms = var(
+        &lookup,
+        "CORUN_STUCK_MS",
+        "a whole number of milliseconds from 0 (never warn) to 3600000",
+        || 100,
+        |t| parse_count(t).filter(|n| *n <= 3_600_000).map(|n| n as u64),
+    )?;
+    let migrate = var(&lookup, "CORUN_MIGRATE", "0 or 1", || false, parse_flag)?;
+    let dump = var(&lookup, "CORUN_DUMP", "0 or 1", || false, parse_flag)?;
+    let dump_signal = var(
+        &lookup,
+        "CORUN_DUMP_SIGNAL",
+        "QUIT, USR1, USR2 (with or without SIG) or a signal number from 1 to 64 other than KILL, STOP, SEGV, BUS, ILL, FPE",
+        || libc::SIGQUIT,
+        parse_signal,
+    )?;
+    let log = var(
+        &lookup,
+        "CORUN_LOG",
+        "one of error, warn, info, debug",
+        || Level::Warn,
+        Level::parse,
+    )?;
     Ok(Config {
         workers,
         stack_size,
+        stack_pool,
+        blocking_threads,
+        stuck_ms,
+        migrate,
+        dump_signal: dump.then_some(dump_signal),
         log,
     })
 }
@@ -87,4 +177,103 @@ fn parse_size(text: &str) -> Option<usize> {
         _ => (text, 0),
     };
     parse_count(digits)?.checked_mul(1usize << shift)
+}
+
+fn parse_flag(text: &str) -> Option<bool> {
+    match text {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
+/// A signal for dumps: a name or a number, not one the runtime or the kernel needs for itself.
+fn parse_signal(text: &str) -> Option<i32> {
+    let name = text.strip_prefix("SIG").unwrap_or(text);
+    let signal = match name {
+        "QUIT" => libc::SIGQUIT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        _ => parse_count(name).and_then(|n| i32::try_from(n).ok())?,
+    };
+    let forbidden = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+    ];
+    ((1..=64).contains(&signal) && !forbidden.contains(&signal)).then_some(signal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, String> {
+        read(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let config = with(&[]).unwrap();
+        assert!((1..=MAX_WORKERS).contains(&config.workers));
+        assert_eq!(config.stack_size, 256 * 1024);
+        assert_eq!(config.stack_pool, 1024);
+        assert_eq!(config.stuck_ms, 100);
+        assert!(!config.migrate);
+        assert_eq!(config.dump_signal, None);
+        assert_eq!(config.log, Level::Warn);
+    }
+
+    #[test]
+    fn good_values() {
+        let config = with(&[
+            ("CORUN_WORKERS", "3"),
+            ("CORUN_STACK_SIZE", "1M"),
+            ("CORUN_STACK_POOL", "0"),
+            ("CORUN_STUCK_MS", "0"),
+            ("CORUN_MIGRATE", "1"),
+            ("CORUN_DUMP", "1"),
+            ("CORUN_DUMP_SIGNAL", "SIGUSR1"),
+            ("CORUN_LOG", "debug"),
+        ])
+        .unwrap();
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.stack_size, 1 << 20);
+        assert_eq!(config.stack_pool, 0);
+        assert_eq!(config.stuck_ms, 0);
+        assert!(config.migrate);
+        assert_eq!(config.dump_signal, Some(libc::SIGUSR1));
+        assert_eq!(config.log, Level::Debug);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_accepted() {
+        for (name, value, accepted) in [
+            ("CORUN_WORKERS", "0", "from 1 to 64"),
+            ("CORUN_WORKERS", "abc", "from 1 to 64"),
+            ("CORUN_WORKERS", "65", "from 1 to 64"),
+            ("CORUN_STACK_SIZE", "12x", "16K to 1G"),
+            ("CORUN_STACK_SIZE", "1K", "16K to 1G"),
+            ("CORUN_STACK_POOL", "-1", "0 to 1000000"),
+            ("CORUN_STUCK_MS", "1.5", "milliseconds"),
+            ("CORUN_MIGRATE", "yes", "0 or 1"),
+            ("CORUN_DUMP_SIGNAL", "KILL", "QUIT, USR1"),
+            ("CORUN_DUMP_SIGNAL", "11", "QUIT, USR1"),
+            ("CORUN_LOG", "verbose", "error, warn"),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{name}=\"{value}\" is not valid")),
+                "{err}"
+            );
+            assert!(err.contains(accepted), "{err}");
+        }
+    }
 }

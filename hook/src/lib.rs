@@ -26,7 +26,8 @@ use std::fmt;
 #[ctor::ctor(unsafe)]
 fn init() {
     real::resolve_all();
-    log::set_level(config::get().log);
+    let config = config::get();
+    corun::coroutine::set_pool_capacity(config.stack_pool);
     corun::coroutine::set_describer(describe_current);
 }
 

@@ -2,7 +2,8 @@
 //! (`getaddrinfo` blocks inside libc; `corun::unblock` runs any closure) while the calling
 //! coroutine is suspended.
 //!
-//! Threads are started on demand, up to `MAX_THREADS`, and sleep on a futex word when idle.
+//! Threads are started on demand, up to `CORUN_BLOCKING_THREADS`, and sleep on a futex word
+//! when idle.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -14,9 +15,6 @@ use super::current::CurrentTask;
 use super::task::Task;
 use crate::log;
 use crate::sync::{futex_wait, futex_wake};
-
-/// The most threads the pool starts.
-pub const MAX_THREADS: usize = 8;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -48,7 +46,7 @@ fn submit(job: Job) {
         return;
     }
     let started = POOL.threads.load(Ordering::SeqCst);
-    if started < MAX_THREADS
+    if started < crate::config::get().blocking_threads
         && POOL
             .threads
             .compare_exchange(started, started + 1, Ordering::SeqCst, Ordering::SeqCst)

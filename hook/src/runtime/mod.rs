@@ -12,12 +12,14 @@ pub mod task;
 pub mod timer;
 pub mod worker;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 
 use crossbeam_queue::SegQueue;
 
 use crate::config;
 use crate::log;
+use crate::sync::{futex_wait, futex_wake};
 use task::{Suspend, Task};
 use worker::Worker;
 
@@ -26,6 +28,8 @@ pub struct Runtime {
     workers: Box<[Worker]>,
     /// Tasks that have not started yet; any worker may take them.
     pub(crate) injector: SegQueue<Arc<Task>>,
+    /// Worker threads that have started (a futex word for `start`).
+    running: AtomicU32,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -63,20 +67,34 @@ impl Runtime {
         Runtime {
             workers,
             injector: SegQueue::new(),
+            running: AtomicU32::new(0),
         }
     }
 
+    /// Starts the worker threads and waits until each is in its loop (so the first spawn
+    /// returns with the whole runtime up).
     fn start(&'static self) {
         for worker in self.workers.iter() {
             let spawned = std::thread::Builder::new()
                 .name(format!("corun-worker-{}", worker.index()))
-                .spawn(move || worker.run(self));
+                .spawn(move || {
+                    self.running.fetch_add(1, Ordering::SeqCst);
+                    futex_wake(&self.running, i32::MAX);
+                    worker.run(self)
+                });
             if let Err(err) = spawned {
                 log::fatal(format_args!(
                     "cannot start worker thread {}: {err}",
                     worker.index()
                 ));
             }
+        }
+        loop {
+            let running = self.running.load(Ordering::SeqCst);
+            if running as usize == self.workers.len() {
+                break;
+            }
+            futex_wait(&self.running, running);
         }
     }
 

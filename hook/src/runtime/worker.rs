@@ -111,8 +111,10 @@ impl Worker {
         corun::coroutine::ensure_altstack();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut since_poll = 0u32;
+        let mut picks = 0u32;
         loop {
-            if let Some(task) = self.next_task(runtime) {
+            picks = picks.wrapping_add(1);
+            if let Some(task) = self.next_task(runtime, picks) {
                 self.run_task(task);
                 since_poll += 1;
                 if since_poll >= POLL_INTERVAL {
@@ -147,13 +149,22 @@ impl Worker {
         !unsafe { &*self.local.get() }.is_empty() || !self.inbox.is_empty()
     }
 
-    /// The next task to run: local first, then woken-from-elsewhere, then a new one.
-    fn next_task(&self, runtime: &Runtime) -> Option<Arc<Task>> {
-        // SAFETY: worker thread; the borrow ends before the task runs.
-        if let Some(task) = unsafe { (*self.local.get()).pop_front() } {
-            return Some(task);
+    /// The next task to run. Tasks woken from other threads join the back of the local queue
+    /// first, so a coroutine that keeps yielding cannot starve them; every
+    /// `POLL_INTERVAL`-th pick looks at the injector first, so it cannot starve new ones either.
+    fn next_task(&self, runtime: &Runtime, picks: u32) -> Option<Arc<Task>> {
+        if picks % POLL_INTERVAL == POLL_INTERVAL - 1 {
+            if let Some(task) = runtime.injector.pop() {
+                task.pin(self.index);
+                return Some(task);
+            }
         }
-        if let Some(task) = self.inbox.pop() {
+        // SAFETY: worker thread; the borrow ends before the task runs.
+        let local = unsafe { &mut *self.local.get() };
+        while let Some(task) = self.inbox.pop() {
+            local.push_back(task);
+        }
+        if let Some(task) = local.pop_front() {
             return Some(task);
         }
         let task = runtime.injector.pop()?;
