@@ -88,6 +88,37 @@ pub struct AbiV1 {
     /// Runs `f(data)` on the runtime's blocking pool and suspends the calling coroutine until
     /// it returns; outside a coroutine, calls it directly. `f` must not unwind.
     pub unblock: unsafe extern "C" fn(f: UnblockFn, data: *mut c_void),
+    /// Fills `*out` with the runtime's counters.
+    pub stats: unsafe extern "C" fn(out: *mut StatsV1),
+}
+
+/// The most workers [`StatsV1`] reports run-queue lengths for.
+pub const STATS_MAX_WORKERS: usize = 64;
+
+/// The runtime's counters, filled by [`AbiV1::stats`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct StatsV1 {
+    /// Coroutines spawned so far.
+    pub spawned: u64,
+    /// Coroutines a worker has started so far.
+    pub started: u64,
+    /// Coroutines that have finished so far.
+    pub finished: u64,
+    /// Coroutine resumes so far (each is a switch in and, later, one out).
+    pub context_switches: u64,
+    /// Coroutines waiting for an fd now.
+    pub fd_waiters: u64,
+    /// Coroutines waiting on a futex word now.
+    pub futex_waiters: u64,
+    /// Stacks in the pool, ready for reuse.
+    pub pooled_stacks: u64,
+    /// Threads in the blocking pool.
+    pub blocking_threads: u64,
+    /// Workers with a thread (the first entries of `runnable`).
+    pub workers: u32,
+    /// Runnable coroutines queued on each worker.
+    pub runnable: [u32; STATS_MAX_WORKERS],
 }
 
 /// A function for [`AbiV1::unblock`]; it must not unwind.

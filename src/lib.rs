@@ -38,5 +38,7 @@ pub mod coroutine;
 #[doc(hidden)]
 pub mod raw_syscall;
 mod spawn;
+mod stats;
 
 pub use spawn::{coroutine_id, spawn, unblock, yield_now, Builder, JoinHandle};
+pub use stats::{stats, Stats};

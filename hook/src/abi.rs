@@ -3,12 +3,16 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use corun::abi::{AbiV1, EntryFn, ErrorBuf, SpawnOptions, TaskHandle, UnblockFn, VERSION};
+use corun::abi::{
+    AbiV1, EntryFn, ErrorBuf, SpawnOptions, StatsV1, TaskHandle, UnblockFn, STATS_MAX_WORKERS,
+    VERSION,
+};
 use corun::coroutine::DefaultStack;
 
 use crate::config;
 use crate::hooks::guard;
-use crate::runtime::{self, current, task::Task};
+use crate::runtime::task::{Task, WaitInfo};
+use crate::runtime::{self, current};
 
 static TABLE: AbiV1 = AbiV1 {
     version: VERSION,
@@ -21,6 +25,7 @@ static TABLE: AbiV1 = AbiV1 {
     current_id,
     task_id,
     unblock,
+    stats,
 };
 
 /// The one symbol the front-end looks up.
@@ -52,7 +57,7 @@ unsafe extern "C" fn spawn(
     handle: *mut TaskHandle,
     error: *mut ErrorBuf,
 ) -> i32 {
-    guard("corun_spawn", || {
+    guard(&"corun_spawn", || {
         // SAFETY: the front-end passes a valid SpawnOptions.
         let options = unsafe { &*options };
         let name = if options.name_ptr.is_null() {
@@ -93,7 +98,7 @@ unsafe fn task<'a>(handle: TaskHandle) -> &'a Task {
 }
 
 unsafe extern "C" fn join(handle: TaskHandle) {
-    guard("corun_join", || {
+    guard(&"corun_join", || {
         // SAFETY: the front-end passes a live handle.
         let target = unsafe { task(handle) };
         match current::task() {
@@ -101,7 +106,7 @@ unsafe extern "C" fn join(handle: TaskHandle) {
                 while !target.is_finished() {
                     let token = current.task().begin_wait();
                     if target.add_joiner(current.arc(), token) {
-                        runtime::park(&current);
+                        runtime::park(&current, WaitInfo::Join { id: target.id() });
                     }
                 }
             }
@@ -112,34 +117,34 @@ unsafe extern "C" fn join(handle: TaskHandle) {
 
 unsafe extern "C" fn is_finished(handle: TaskHandle) -> bool {
     // SAFETY: the front-end passes a live handle.
-    guard("corun_is_finished", || {
+    guard(&"corun_is_finished", || {
         unsafe { task(handle) }.is_finished()
     })
 }
 
 unsafe extern "C" fn release(handle: TaskHandle) {
-    guard("corun_release", || {
+    guard(&"corun_release", || {
         // SAFETY: the handle owns one strong count, given up here exactly once.
         drop(unsafe { Arc::from_raw(handle as *const Task) });
     })
 }
 
 unsafe extern "C" fn yield_now() {
-    guard("corun_yield_now", || match current::task() {
+    guard(&"corun_yield_now", || match current::task() {
         Some(current) => runtime::yield_now(&current),
         None => crate::sync::sched_yield(),
     })
 }
 
 unsafe extern "C" fn current_id() -> u64 {
-    guard("corun_current_id", || {
+    guard(&"corun_current_id", || {
         current::task().map_or(0, |c| c.task().id())
     })
 }
 
 unsafe extern "C" fn task_id(handle: TaskHandle) -> u64 {
     // SAFETY: the front-end passes a live handle.
-    guard("corun_task_id", || unsafe { task(handle) }.id())
+    guard(&"corun_task_id", || unsafe { task(handle) }.id())
 }
 
 /// Lets a raw pointer travel to a pool thread.
@@ -149,10 +154,10 @@ struct SendPtr(*mut c_void);
 unsafe impl Send for SendPtr {}
 
 unsafe extern "C" fn unblock(f: UnblockFn, data: *mut c_void) {
-    guard("corun_unblock", || match current::task() {
+    guard(&"corun_unblock", || match current::task() {
         Some(current) => {
             let data = SendPtr(data);
-            runtime::blocking::run(&current, move || {
+            runtime::blocking::run(&current, "corun::unblock", move || {
                 let data = data;
                 // SAFETY: the front-end's function and data; it does not unwind.
                 unsafe { f(data.0) }
@@ -160,5 +165,38 @@ unsafe extern "C" fn unblock(f: UnblockFn, data: *mut c_void) {
         }
         // SAFETY: as above, on this thread.
         None => unsafe { f(data) },
+    })
+}
+
+unsafe extern "C" fn stats(out: *mut StatsV1) {
+    guard(&"corun_stats", || {
+        let mut stats = StatsV1 {
+            spawned: 0,
+            started: 0,
+            finished: 0,
+            context_switches: 0,
+            fd_waiters: crate::fd::waiters() as u64,
+            futex_waiters: crate::futex::waiting() as u64,
+            pooled_stacks: corun::coroutine::pooled_stacks() as u64,
+            blocking_threads: runtime::blocking::threads() as u64,
+            workers: 0,
+            runnable: [0; STATS_MAX_WORKERS],
+        };
+        if let Some(rt) = runtime::try_get() {
+            stats.spawned = rt.spawned();
+            let workers = rt.workers();
+            stats.workers = workers.len().min(STATS_MAX_WORKERS) as u32;
+            for (i, worker) in workers.iter().enumerate() {
+                let w = worker.stats();
+                stats.started += w.started;
+                stats.finished += w.finished;
+                stats.context_switches += w.switches;
+                if i < STATS_MAX_WORKERS {
+                    stats.runnable[i] = w.runnable.min(u32::MAX as usize) as u32;
+                }
+            }
+        }
+        // SAFETY: the front-end passes a valid out-pointer.
+        unsafe { *out = stats };
     })
 }

@@ -10,14 +10,16 @@
 //! Closing an fd bumps its generation: waiters wake with `EBADF`, and epoll events carrying the
 //! old generation (a reused fd number) are ignored.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 use libc::c_int;
 
 use crate::real;
 use crate::runtime::current::CurrentTask;
-use crate::runtime::task::Task;
+use crate::runtime::task::{Task, WaitInfo};
 use crate::runtime::{self, timer};
 use crate::sync::SpinLock;
 
@@ -59,6 +61,14 @@ pub enum Wait {
 
 /// Waiters of one direction: tasks and the wait they are in.
 type Waiters = Vec<(Arc<Task>, u64)>;
+
+/// Coroutines registered as fd waiters, over all fds (for stats).
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many coroutines wait for an fd now.
+pub fn waiters() -> usize {
+    WAITERS.load(Ordering::Relaxed)
+}
 
 /// What is known about one fd.
 pub struct FdEntry {
@@ -246,12 +256,13 @@ impl FdEntry {
             )
         };
         if let Some(rt) = runtime::try_get() {
-            for (i, worker) in rt.workers().iter().enumerate().take(64) {
+            for (i, worker) in rt.all_workers().iter().enumerate().take(64) {
                 if registered & (1 << i) != 0 {
                     worker.reactor().deregister(fd);
                 }
             }
         }
+        WAITERS.fetch_sub(readers.len() + writers.len(), Ordering::Relaxed);
         for (task, token) in readers.into_iter().chain(writers) {
             if task.wake(token) {
                 runtime::schedule(task);
@@ -291,11 +302,19 @@ impl FdEntry {
                 Dir::Write => &mut waiters.1,
             };
             list.push((current.arc(), token));
+            WAITERS.fetch_add(1, Ordering::Relaxed);
         }
         if deadline != 0 {
             worker.add_timer(deadline, current.arc(), token);
         }
-        runtime::park(current);
+        runtime::park(
+            current,
+            WaitInfo::Fd {
+                fd,
+                write: dir == Dir::Write,
+                deadline,
+            },
+        );
         self.forget_waiter(dir, current.task());
         if self.generation() != generation {
             return Ok(Wait::Closed);
@@ -333,6 +352,7 @@ impl FdEntry {
             Dir::Write => &mut waiters.1,
         };
         list.push((current.arc(), token));
+        WAITERS.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -343,7 +363,9 @@ impl FdEntry {
             Dir::Read => &mut waiters.0,
             Dir::Write => &mut waiters.1,
         };
+        let before = list.len();
         list.retain(|(t, _)| !std::ptr::eq(Arc::as_ptr(t), task));
+        WAITERS.fetch_sub(before - list.len(), Ordering::Relaxed);
     }
 
     /// An epoll event for this fd: bumps the readiness of the directions it names and wakes
@@ -373,6 +395,7 @@ impl FdEntry {
             };
             (readers, writers)
         };
+        WAITERS.fetch_sub(readers.len() + writers.len(), Ordering::Relaxed);
         for (task, token) in readers.into_iter().chain(writers) {
             if task.wake(token) {
                 schedule(task);

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::runtime::current::CurrentTask;
-use crate::runtime::task::Task;
+use crate::runtime::task::{Task, WaitInfo};
 use crate::runtime::{self, timer};
 use crate::sync::SpinLock;
 
@@ -82,7 +82,7 @@ pub fn wait(
             let recheck = timer::now_ns() + SHARED_RECHECK_NS;
             current.worker().add_timer(recheck, current.arc(), token);
         }
-        runtime::park(current);
+        runtime::park(current, WaitInfo::Futex { addr, deadline });
         let mut waiters = bucket.lock();
         let me: *const Task = current.task();
         let Some(index) = waiters

@@ -32,13 +32,13 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const addrinfo,
     res: *mut *mut addrinfo,
 ) -> c_int {
-    guard("getaddrinfo", || {
+    guard(&"getaddrinfo", || {
         let Some(current) = current::task() else {
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe { real::getaddrinfo(node, service, hints, res) };
         };
         let args = Args((node, service, hints, res));
-        let (rc, err) = blocking::run(&current, move || {
+        let (rc, err) = blocking::run(&current, "getaddrinfo", move || {
             let (node, service, hints, res) = args.get();
             // SAFETY: the caller's arguments; the caller is suspended until this returns.
             let rc = unsafe { real::getaddrinfo(node, service, hints, res) };
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn getnameinfo(
     servlen: socklen_t,
     flags: c_int,
 ) -> c_int {
-    guard("getnameinfo", || {
+    guard(&"getnameinfo", || {
         let Some(current) = current::task() else {
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe {
@@ -71,7 +71,7 @@ pub unsafe extern "C" fn getnameinfo(
             };
         };
         let args = Args((addr, host, serv));
-        let (rc, err) = blocking::run(&current, move || {
+        let (rc, err) = blocking::run(&current, "getnameinfo", move || {
             let (addr, host, serv) = args.get();
             // SAFETY: the caller's arguments; the caller is suspended until this returns.
             let rc =

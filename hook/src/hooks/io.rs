@@ -112,7 +112,7 @@ fn total_len(iov: &[iovec]) -> usize {
 /// As for libc's `read`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    guard("read", || match mode(fd, Dir::Read) {
+    guard(&"read", || match mode(fd, Dir::Read) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::read(fd, buf, count) },
         Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
@@ -128,7 +128,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// As for libc's `readv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard("readv", || match mode(fd, Dir::Read) {
+    guard(&"readv", || match mode(fd, Dir::Read) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::readv(fd, iov, iovcnt) },
         Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 /// As for libc's `recv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    guard("recv", || match mode(fd, Dir::Read) {
+    guard(&"recv", || match mode(fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             if flags & libc::MSG_WAITALL != 0 {
                 blocking_all(fd, entry, &task, Dir::Read, len, |done, max| {
@@ -183,7 +183,7 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
 ) -> ssize_t {
-    guard("recvfrom", || match mode(fd, Dir::Read) {
+    guard(&"recvfrom", || match mode(fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking(fd, entry, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments.
@@ -201,7 +201,7 @@ pub unsafe extern "C" fn recvfrom(
 /// As for libc's `recvmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    guard("recvmsg", || match mode(fd, Dir::Read) {
+    guard(&"recvmsg", || match mode(fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking(fd, entry, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments.
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// As for libc's `write`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    guard("write", || match mode(fd, Dir::Write) {
+    guard(&"write", || match mode(fd, Dir::Write) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::write(fd, buf, count) },
         Mode::Blocking(entry, task) => {
@@ -243,7 +243,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 /// As for libc's `writev`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard("writev", || match mode(fd, Dir::Write) {
+    guard(&"writev", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) => {
             // SAFETY: libc requires `iov` to point at `iovcnt` iovecs.
             let Some(slice) = (unsafe { iov_slice(iov, iovcnt) }) else {
@@ -272,7 +272,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
 /// As for libc's `send`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    guard("send", || match mode(fd, Dir::Write) {
+    guard(&"send", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
@@ -304,7 +304,7 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> ssize_t {
-    guard("sendto", || match mode(fd, Dir::Write) {
+    guard(&"sendto", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
@@ -331,7 +331,7 @@ pub unsafe extern "C" fn sendto(
 /// As for libc's `sendmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    guard("sendmsg", || match mode(fd, Dir::Write) {
+    guard(&"sendmsg", || match mode(fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 && !msg.is_null() => {
             // SAFETY: libc requires `msg` to be a valid msghdr.
             let header = unsafe { *msg };

@@ -27,9 +27,19 @@ use crate::runtime::current::{self, CurrentTask};
 use crate::runtime::timer;
 
 /// Runs a hook's body; a panic inside aborts the process with a message naming the hook.
+/// Inside a coroutine it also records which hook the coroutine is in, for the stuck-worker
+/// warning (a coroutine that runs for long inside a hook is in libc's blocking call).
 #[inline(always)]
-pub fn guard<R>(name: &str, body: impl FnOnce() -> R) -> R {
-    match panic::catch_unwind(AssertUnwindSafe(body)) {
+pub fn guard<R>(name: &'static &'static str, body: impl FnOnce() -> R) -> R {
+    let current = current::task();
+    if let Some(current) = &current {
+        current.task().set_in_call(Some(name));
+    }
+    let outcome = panic::catch_unwind(AssertUnwindSafe(body));
+    if let Some(current) = &current {
+        current.task().set_in_call(None);
+    }
+    match outcome {
         Ok(value) => value,
         Err(payload) => {
             let what = payload

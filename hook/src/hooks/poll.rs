@@ -14,6 +14,7 @@ use super::{guard, set_errno};
 use crate::fd::{self, Dir, FdEntry, KIND_UNKNOWN};
 use crate::real;
 use crate::runtime::current::{self, CurrentTask};
+use crate::runtime::task::WaitInfo;
 use crate::runtime::{self, timer};
 
 /// One fd being waited on: its entry, the directions, and what was seen before the check.
@@ -27,7 +28,12 @@ struct Watch {
 
 /// `poll` for a coroutine: waits until an fd in `fds` is ready or `deadline` (monotonic ns;
 /// 0: none) passes. Returns what the real `poll` returns (a count, 0 on timeout, -1 on error).
-pub fn poll_coroutine(current: &CurrentTask, fds: &mut [pollfd], deadline: u64) -> c_int {
+pub fn poll_coroutine(
+    current: &CurrentTask,
+    fds: &mut [pollfd],
+    deadline: u64,
+    info: WaitInfo,
+) -> c_int {
     loop {
         // Note each fd's readiness before looking, so nothing slips in between.
         let mut watches = Vec::with_capacity(fds.len());
@@ -82,7 +88,7 @@ pub fn poll_coroutine(current: &CurrentTask, fds: &mut [pollfd], deadline: u64) 
             if deadline != 0 {
                 current.worker().add_timer(deadline, current.arc(), token);
             }
-            runtime::park(current);
+            runtime::park(current, info);
         }
         for (entry, dir) in registered {
             entry.forget_waiter(dir, current.task());
@@ -136,12 +142,18 @@ unsafe fn pollfds<'a>(fds: *mut pollfd, nfds: nfds_t) -> Option<&'a mut [pollfd]
 /// As for libc's `poll`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
-    guard("poll", || {
+    guard(&"poll", || {
         // SAFETY: libc requires `fds` to point at `nfds` pollfds.
         match (current::task(), unsafe { pollfds(fds, nfds) }) {
-            (Some(current), Some(list)) if timeout != 0 => {
-                poll_coroutine(&current, list, deadline_ms(timeout))
-            }
+            (Some(current), Some(list)) if timeout != 0 => poll_coroutine(
+                &current,
+                list,
+                deadline_ms(timeout),
+                WaitInfo::Poll {
+                    nfds: nfds as usize,
+                    deadline: deadline_ms(timeout),
+                },
+            ),
             // SAFETY: the caller's arguments, passed on unchanged.
             _ => unsafe { real::poll(fds, nfds, timeout) },
         }
@@ -159,7 +171,7 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    guard("ppoll", || {
+    guard(&"ppoll", || {
         let zero = !timeout.is_null() && {
             // SAFETY: non-null; libc would read it.
             let ts = unsafe { &*timeout };
@@ -171,9 +183,15 @@ pub unsafe extern "C" fn ppoll(
             unsafe { pollfds(fds, nfds) },
             deadline_ts(timeout),
         ) {
-            (Some(current), Some(list), Ok(deadline)) if !zero => {
-                poll_coroutine(&current, list, deadline)
-            }
+            (Some(current), Some(list), Ok(deadline)) if !zero => poll_coroutine(
+                &current,
+                list,
+                deadline,
+                WaitInfo::Poll {
+                    nfds: nfds as usize,
+                    deadline,
+                },
+            ),
             // SAFETY: the caller's arguments, passed on unchanged (libc reports bad ones).
             _ => unsafe { real::ppoll(fds, nfds, timeout, sigmask) },
         }
@@ -217,7 +235,13 @@ unsafe fn select_coroutine(
             });
         }
     }
-    let n = poll_coroutine(current, &mut list, deadline);
+    let nfds = list.len();
+    let n = poll_coroutine(
+        current,
+        &mut list,
+        deadline,
+        WaitInfo::Poll { nfds, deadline },
+    );
     if n < 0 {
         return n;
     }
@@ -271,7 +295,7 @@ pub unsafe extern "C" fn select(
     exceptfds: *mut fd_set,
     timeout: *mut timeval,
 ) -> c_int {
-    guard("select", || {
+    guard(&"select", || {
         let current = match current::task() {
             Some(current) if (0..=libc::FD_SETSIZE as c_int).contains(&nfds) => current,
             // SAFETY: the caller's arguments, passed on unchanged.
@@ -320,7 +344,7 @@ pub unsafe extern "C" fn pselect(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    guard("pselect", || {
+    guard(&"pselect", || {
         let zero = !timeout.is_null() && {
             // SAFETY: non-null; libc would read it.
             let ts = unsafe { &*timeout };
@@ -359,7 +383,12 @@ fn epoll_wait_coroutine(
             events: libc::POLLIN,
             revents: 0,
         }];
-        match poll_coroutine(current, &mut watch, deadline) {
+        match poll_coroutine(
+            current,
+            &mut watch,
+            deadline,
+            WaitInfo::Poll { nfds: 1, deadline },
+        ) {
             0 => return 0,
             n if n < 0 => return n,
             _ => {}
@@ -382,7 +411,7 @@ pub unsafe extern "C" fn epoll_wait(
     maxevents: c_int,
     timeout: c_int,
 ) -> c_int {
-    guard("epoll_wait", || match current::task() {
+    guard(&"epoll_wait", || match current::task() {
         Some(current) if timeout != 0 && maxevents > 0 => {
             epoll_wait_coroutine(&current, epfd, events, maxevents, deadline_ms(timeout))
         }
@@ -403,7 +432,7 @@ pub unsafe extern "C" fn epoll_pwait(
     timeout: c_int,
     sigmask: *const sigset_t,
 ) -> c_int {
-    guard("epoll_pwait", || match current::task() {
+    guard(&"epoll_pwait", || match current::task() {
         Some(current) if timeout != 0 && maxevents > 0 => {
             epoll_wait_coroutine(&current, epfd, events, maxevents, deadline_ms(timeout))
         }

@@ -11,6 +11,7 @@ use super::poll::poll_coroutine;
 use crate::fd;
 use crate::real;
 use crate::runtime::current::{self, CurrentTask};
+use crate::runtime::task::WaitInfo;
 use crate::runtime::{self, timer};
 
 /// How often "any child" waits look again.
@@ -41,7 +42,8 @@ fn wait_child(
                 }
                 // Readable once the child has exited (a stop or continue also wakes us: the
                 // WNOHANG check above sorts it out).
-                poll_coroutine(current, &mut watch, timer::now_ns() + ANY_CHILD_POLL_NS);
+                let deadline = timer::now_ns() + ANY_CHILD_POLL_NS;
+                poll_coroutine(current, &mut watch, deadline, WaitInfo::Child { pid });
             }
         }
     }
@@ -50,7 +52,10 @@ fn wait_child(
         if found != 0 {
             return found;
         }
-        runtime::sleep_until(current, timer::now_ns() + ANY_CHILD_POLL_NS);
+        let token = current.task().begin_wait();
+        let deadline = timer::now_ns() + ANY_CHILD_POLL_NS;
+        current.worker().add_timer(deadline, current.arc(), token);
+        runtime::park(current, WaitInfo::Child { pid });
     }
 }
 
@@ -60,7 +65,7 @@ fn wait_child(
 /// As for libc's `waitpid`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
-    guard("waitpid", || match current::task() {
+    guard(&"waitpid", || match current::task() {
         Some(current) if options & libc::WNOHANG == 0 => {
             wait_child(&current, pid, options, |opts| {
                 // SAFETY: the caller's arguments, with WNOHANG.
@@ -83,7 +88,7 @@ pub unsafe extern "C" fn wait4(
     options: c_int,
     usage: *mut rusage,
 ) -> pid_t {
-    guard("wait4", || match current::task() {
+    guard(&"wait4", || match current::task() {
         Some(current) if options & libc::WNOHANG == 0 => {
             wait_child(&current, pid, options, |opts| {
                 // SAFETY: the caller's arguments, with WNOHANG.
@@ -101,7 +106,7 @@ pub unsafe extern "C" fn wait4(
 /// As for libc's `wait`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
-    guard("wait", || match current::task() {
+    guard(&"wait", || match current::task() {
         Some(current) => wait_child(&current, -1, 0, |opts| {
             // SAFETY: the caller's argument, as waitpid(-1, status, WNOHANG).
             unsafe { real::waitpid(-1, status, opts) }
@@ -130,7 +135,7 @@ unsafe fn forget_pair(fds: *const c_int) {
 /// As for libc's `pipe`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pipe(fds: *mut c_int) -> c_int {
-    guard("pipe", || {
+    guard(&"pipe", || {
         // SAFETY: the caller's argument, passed on unchanged.
         let rc = unsafe { real::pipe(fds) };
         if rc == 0 {
@@ -147,7 +152,7 @@ pub unsafe extern "C" fn pipe(fds: *mut c_int) -> c_int {
 /// As for libc's `pipe2`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
-    guard("pipe2", || {
+    guard(&"pipe2", || {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::pipe2(fds, flags) };
         if rc == 0 {

@@ -37,7 +37,7 @@ fn sleep_for(current: &current::CurrentTask, ns: u64) {
 /// As for libc's `sleep`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
-    guard("sleep", || match current::task() {
+    guard(&"sleep", || match current::task() {
         Some(current) => {
             sleep_for(&current, u64::from(seconds) * 1_000_000_000);
             0
@@ -53,7 +53,7 @@ pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
 /// As for libc's `usleep`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn usleep(usec: useconds_t) -> c_int {
-    guard("usleep", || match current::task() {
+    guard(&"usleep", || match current::task() {
         Some(current) => {
             sleep_for(&current, u64::from(usec) * 1000);
             0
@@ -69,7 +69,7 @@ pub unsafe extern "C" fn usleep(usec: useconds_t) -> c_int {
 /// As for libc's `nanosleep`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
-    guard("nanosleep", || {
+    guard(&"nanosleep", || {
         let Some(current) = current::task() else {
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe { real::nanosleep(req, rem) };
@@ -105,7 +105,7 @@ pub unsafe extern "C" fn clock_nanosleep(
     req: *const timespec,
     rem: *mut timespec,
 ) -> c_int {
-    guard("clock_nanosleep", || {
+    guard(&"clock_nanosleep", || {
         let current = match current::task() {
             Some(current)
                 if matches!(

@@ -18,7 +18,7 @@ use crate::runtime::{self, current, timer};
 /// As for libc's `socket`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    guard("socket", || {
+    guard(&"socket", || {
         let in_coroutine = current::task().is_some();
         let extra = if in_coroutine { libc::SOCK_NONBLOCK } else { 0 };
         // SAFETY: the caller's arguments, plus SOCK_NONBLOCK for a managed socket.
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn socketpair(
     protocol: c_int,
     sv: *mut c_int,
 ) -> c_int {
-    guard("socketpair", || {
+    guard(&"socketpair", || {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::socketpair(domain, ty, protocol, sv) };
         if rc == 0 {
@@ -108,7 +108,7 @@ fn accept_common(
 /// As for libc's `accept`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
-    guard("accept", || accept_common(fd, addr, addrlen, 0, true))
+    guard(&"accept", || accept_common(fd, addr, addrlen, 0, true))
 }
 
 /// Interposed `accept4(2)`.
@@ -122,7 +122,9 @@ pub unsafe extern "C" fn accept4(
     addrlen: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    guard("accept4", || accept_common(fd, addr, addrlen, flags, false))
+    guard(&"accept4", || {
+        accept_common(fd, addr, addrlen, flags, false)
+    })
 }
 
 /// Interposed `connect(2)`. For a blocking socket, waits (suspending the coroutine) until the
@@ -132,7 +134,7 @@ pub unsafe extern "C" fn accept4(
 /// As for libc's `connect`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int {
-    guard("connect", || {
+    guard(&"connect", || {
         let (entry, task) = match mode(fd, Dir::Write) {
             // SAFETY: the caller's arguments, passed on unchanged.
             Mode::PassThrough => return unsafe { real::connect(fd, addr, addrlen) },
@@ -227,7 +229,7 @@ fn socket_error(fd: c_int) -> c_int {
 /// As for libc's `shutdown`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    guard("shutdown", || {
+    guard(&"shutdown", || {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::shutdown(fd, how) };
         if rc == 0 {
@@ -252,7 +254,7 @@ pub unsafe extern "C" fn setsockopt(
     value: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    guard("setsockopt", || {
+    guard(&"setsockopt", || {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::setsockopt(fd, level, name, value, len) };
         let dir = match (level, name) {

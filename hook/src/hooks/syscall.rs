@@ -53,7 +53,7 @@ pub unsafe extern "C" fn syscall(
         // SAFETY: the caller's arguments, passed on unchanged.
         return unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) };
     }
-    guard("syscall(SYS_futex)", || {
+    guard(&"syscall(SYS_futex)", || {
         let op = a2 as c_int;
         match op & libc::FUTEX_CMD_MASK {
             libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
@@ -163,7 +163,7 @@ fn futex_wait(
 /// As for libc's `sched_yield`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sched_yield() -> c_int {
-    guard("sched_yield", || match current::task() {
+    guard(&"sched_yield", || match current::task() {
         Some(current) => {
             runtime::yield_now(&current);
             0

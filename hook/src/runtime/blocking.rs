@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crossbeam_queue::SegQueue;
 
 use super::current::CurrentTask;
-use super::task::Task;
+use super::task::{Task, WaitInfo};
 use crate::log;
 use crate::sync::{futex_wait, futex_wake};
 
@@ -90,7 +90,11 @@ struct Completion<R> {
 unsafe impl<R: Send> Sync for Completion<R> {}
 
 /// Runs `f` on the pool and suspends the current coroutine until it returns.
-pub fn run<R: Send + 'static>(current: &CurrentTask, f: impl FnOnce() -> R + Send + 'static) -> R {
+pub fn run<R: Send + 'static>(
+    current: &CurrentTask,
+    call: &'static str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
     let token = current.task().begin_wait();
     let completion = Arc::new(Completion {
         result: UnsafeCell::new(None),
@@ -109,7 +113,7 @@ pub fn run<R: Send + 'static>(current: &CurrentTask, f: impl FnOnce() -> R + Sen
         }
     }));
     while !completion.done.load(Ordering::Acquire) {
-        super::park(current);
+        super::park(current, WaitInfo::Blocking { call });
     }
     // SAFETY: `done` is set, so the job has written the result and will not touch it again.
     unsafe { (*completion.result.get()).take() }.expect("the job stored its result")

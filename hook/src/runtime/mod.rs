@@ -4,32 +4,44 @@
 //! it. Once started, a task stays on that worker (its stack holds thread-bound state: TLS
 //! addresses, std's per-thread locks); wake-ups from other threads reach it through the
 //! worker's inbox.
+//!
+//! Besides the `CORUN_WORKERS` active workers there are as many spare worker slots; the
+//! monitor (`sysmon`) starts one when every active worker is stuck in a single coroutine, so
+//! new coroutines keep running.
 
 pub mod blocking;
 pub mod current;
+pub mod dump;
 pub mod reactor;
+pub mod registry;
+pub mod sysmon;
 pub mod task;
 pub mod timer;
 pub mod worker;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 
 use crossbeam_queue::SegQueue;
 
-use crate::config;
+use crate::config::{self, MAX_WORKERS};
 use crate::log;
 use crate::sync::{futex_wait, futex_wake};
-use task::{Suspend, Task};
+use task::{Suspend, Task, WaitInfo};
 use worker::Worker;
 
 /// The process's one runtime.
 pub struct Runtime {
+    /// Every worker slot: the first `active` run, the rest are spares.
     workers: Box<[Worker]>,
+    /// How many slots have a thread (they never stop once started).
+    active: AtomicUsize,
     /// Tasks that have not started yet; any worker may take them.
     pub(crate) injector: SegQueue<Arc<Task>>,
-    /// Worker threads that have started (a futex word for `start`).
-    running: AtomicU32,
+    /// Worker threads that have entered their loop (a futex word for `start`).
+    entered: AtomicU32,
+    /// Tasks spawned so far.
+    spawned: AtomicU64,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -51,7 +63,8 @@ impl Runtime {
     fn new() -> Runtime {
         let config = config::get();
         raise_fd_limit();
-        let workers = (0..config.workers)
+        let slots = (config.workers * 2).min(MAX_WORKERS).max(config.workers);
+        let workers = (0..slots)
             .map(|i| {
                 Worker::new(i).unwrap_or_else(|err| {
                     log::fatal(format_args!(
@@ -61,56 +74,100 @@ impl Runtime {
             })
             .collect();
         log::info(format_args!(
-            "runtime starting with {} workers",
-            config.workers
+            "runtime starting with {} workers ({} spare slots)",
+            config.workers,
+            slots - config.workers
         ));
+        if config.dump_signal.is_some() {
+            registry::enable();
+        }
         Runtime {
             workers,
+            active: AtomicUsize::new(0),
             injector: SegQueue::new(),
-            running: AtomicU32::new(0),
+            entered: AtomicU32::new(0),
+            spawned: AtomicU64::new(0),
         }
     }
 
     /// Starts the worker threads and waits until each is in its loop (so the first spawn
-    /// returns with the whole runtime up).
+    /// returns with the whole runtime up), then the monitor.
     fn start(&'static self) {
-        for worker in self.workers.iter() {
-            let spawned = std::thread::Builder::new()
-                .name(format!("corun-worker-{}", worker.index()))
-                .spawn(move || {
-                    self.running.fetch_add(1, Ordering::SeqCst);
-                    futex_wake(&self.running, i32::MAX);
-                    worker.run(self)
-                });
-            if let Err(err) = spawned {
-                log::fatal(format_args!(
-                    "cannot start worker thread {}: {err}",
-                    worker.index()
-                ));
-            }
+        let workers = config::get().workers;
+        for _ in 0..workers {
+            self.start_spare();
         }
         loop {
-            let running = self.running.load(Ordering::SeqCst);
-            if running as usize == self.workers.len() {
+            let entered = self.entered.load(Ordering::SeqCst);
+            if entered as usize >= workers {
                 break;
             }
-            futex_wait(&self.running, running);
+            futex_wait(&self.entered, entered);
+        }
+        sysmon::start(self);
+    }
+
+    /// Starts a thread for the next unused worker slot. Returns its index, or `None` when
+    /// every slot is in use.
+    pub(crate) fn start_spare(&'static self) -> Option<usize> {
+        let index = self
+            .active
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.workers.len()).then_some(n + 1)
+            })
+            .ok()?;
+        let worker: &'static Worker = &self.workers[index];
+        let kind = if index < config::get().workers {
+            "worker"
+        } else {
+            "spare"
+        };
+        self.start_thread(worker, worker.owner_epoch(), kind);
+        Some(index)
+    }
+
+    /// Starts a thread running `worker`'s loop as owner `epoch`.
+    pub(crate) fn start_thread(&'static self, worker: &'static Worker, epoch: u64, kind: &str) {
+        let spawned = std::thread::Builder::new()
+            .name(format!("corun-{kind}-{}", worker.index()))
+            .spawn(move || {
+                self.entered.fetch_add(1, Ordering::SeqCst);
+                futex_wake(&self.entered, i32::MAX);
+                worker.run(self, epoch);
+            });
+        if let Err(err) = spawned {
+            log::fatal(format_args!(
+                "cannot start a thread for worker {}: {err}",
+                worker.index()
+            ));
         }
     }
 
-    /// The workers.
+    /// The worker slots that have a thread.
     pub fn workers(&self) -> &[Worker] {
+        &self.workers[..self.active.load(Ordering::SeqCst).min(self.workers.len())]
+    }
+
+    /// Every worker slot, started or not (fd registrations may name any of them).
+    pub fn all_workers(&self) -> &[Worker] {
         &self.workers
     }
 
     /// Queues a new task; a sleeping worker is woken to take it.
     pub fn submit(&self, task: Arc<Task>) {
+        self.spawned.fetch_add(1, Ordering::Relaxed);
+        registry::insert(&task);
         self.injector.push(task);
         // The current worker (if the spawner is a coroutine) will find it itself when it
         // next looks; otherwise wake one sleeper.
-        if let Some(sleeper) = self.workers.iter().find(|w| w.is_sleeping()) {
+        if let Some(sleeper) = self.workers().iter().find(|w| w.is_sleeping()) {
             sleeper.wake();
         }
+    }
+
+    /// Tasks spawned so far.
+    pub fn spawned(&self) -> u64 {
+        self.spawned.load(Ordering::Relaxed)
     }
 }
 
@@ -119,15 +176,18 @@ pub fn schedule(task: Arc<Task>) {
     let Some(runtime) = try_get() else { return };
     match runtime.workers.get(task.worker()) {
         Some(worker) => worker.schedule(task),
-        None => runtime.submit(task),
+        None => runtime.injector.push(task),
     }
 }
 
-/// Parks the current task until a wake-up for wait `token` (or a spurious one): every caller
-/// re-checks its condition.
-pub fn park(current: &current::CurrentTask) {
+/// Parks the current task until a wake-up for its current wait (or a spurious one: every
+/// caller re-checks its condition). `info` says what it waits for, for dumps.
+pub fn park(current: &current::CurrentTask, info: WaitInfo) {
+    let task = current.task();
+    task.set_wait_info(info);
     // SAFETY: `current` is the task running on this thread, so we are on its stack.
-    unsafe { current.task().suspend(Suspend::Park) };
+    unsafe { task.suspend(Suspend::Park) };
+    task.set_wait_info(WaitInfo::None);
 }
 
 /// Puts the current task at the back of its worker's queue.
@@ -144,7 +204,7 @@ pub fn sleep_until(current: &current::CurrentTask, deadline: u64) {
         }
         let token = current.task().begin_wait();
         current.worker().add_timer(deadline, current.arc(), token);
-        park(current);
+        park(current, WaitInfo::Sleep { deadline });
     }
 }
 

@@ -1,8 +1,10 @@
 //! A runtime coroutine: its stack and closure, its scheduling state, and its join state.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 use corun::abi::EntryFn;
@@ -19,8 +21,38 @@ pub enum Suspend {
     Yield,
 }
 
+/// What a worker asks of a suspended coroutine when it resumes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Carry on.
+    Run,
+    /// Record a backtrace of your stack (for a dump) and suspend again as you were.
+    Trace,
+}
+
+/// What a parked coroutine waits for (shown in dumps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitInfo {
+    /// Not waiting (running, runnable, or not started).
+    None,
+    /// An fd to become readable (`write == false`) or writable.
+    Fd { fd: i32, write: bool, deadline: u64 },
+    /// Any of `nfds` fds (poll, select, epoll_wait), or the deadline.
+    Poll { nfds: usize, deadline: u64 },
+    /// A sleep.
+    Sleep { deadline: u64 },
+    /// A futex word (std::sync and friends).
+    Futex { addr: usize, deadline: u64 },
+    /// Another coroutine to finish.
+    Join { id: u64 },
+    /// A call running on the blocking pool.
+    Blocking { call: &'static str },
+    /// A child process.
+    Child { pid: i32 },
+}
+
 /// The coroutine type the runtime runs.
-pub type TaskCoroutine = Coroutine<(), Suspend, (), DefaultStack>;
+pub type TaskCoroutine = Coroutine<Resume, Suspend, (), DefaultStack>;
 
 // Scheduling states (`Task::state`).
 /// Running, or queued to run; no wake-up pending.
@@ -41,7 +73,7 @@ pub struct Task {
     /// it starts by whoever holds the task in a queue.
     coroutine: UnsafeCell<Option<TaskCoroutine>>,
     /// The coroutine's yielder, set when it starts; used to suspend from inside hooks.
-    yielder: Cell<*const Yielder<(), Suspend>>,
+    yielder: AtomicPtr<Yielder<Resume, Suspend>>,
     /// The worker this task is pinned to once started, or `NO_WORKER`.
     worker: AtomicUsize,
     state: AtomicU8,
@@ -51,6 +83,15 @@ pub struct Task {
     finished: AtomicU32,
     /// A coroutine waiting in `join`, with the wait it is in.
     joiner: SpinLock<Option<(Arc<Task>, u64)>>,
+    /// What it waits for while parked.
+    wait: SpinLock<WaitInfo>,
+    /// The interposed call it is in, while inside one that passes through to libc (for the
+    /// stuck-worker warning).
+    in_call: AtomicPtr<&'static str>,
+    /// The last backtrace recorded for a dump.
+    trace: SpinLock<Option<Vec<usize>>>,
+    /// True while a thread is resuming it.
+    running: AtomicBool,
 }
 
 // SAFETY: `coroutine` and `yielder` are only used by the single thread that owns the task at a
@@ -81,22 +122,33 @@ impl Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
             coroutine: UnsafeCell::new(None),
-            yielder: Cell::new(std::ptr::null()),
+            yielder: AtomicPtr::new(std::ptr::null_mut()),
             worker: AtomicUsize::new(NO_WORKER),
             state: AtomicU8::new(IDLE),
             wait_seq: AtomicU64::new(0),
             finished: AtomicU32::new(0),
             joiner: SpinLock::new(None),
+            wait: SpinLock::new(WaitInfo::None),
+            in_call: AtomicPtr::new(std::ptr::null_mut()),
+            trace: SpinLock::new(None),
+            running: AtomicBool::new(false),
         });
         let data = EntryData(data);
         let this: *const Task = Arc::as_ptr(&task);
-        let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
-            let data = data;
-            // SAFETY: the task outlives its coroutine (the worker holds an Arc while resuming).
-            unsafe { (*this).yielder.set(yielder) };
-            // SAFETY: the front-end's entry takes its data back exactly once and never unwinds.
-            unsafe { entry(data.0) };
-        });
+        let coroutine = Coroutine::with_stack(
+            stack,
+            move |yielder: &Yielder<Resume, Suspend>, _: Resume| {
+                let data = data;
+                // SAFETY: the task outlives its coroutine (the worker holds an Arc while resuming).
+                unsafe {
+                    (*this)
+                        .yielder
+                        .store(yielder as *const _ as *mut _, Ordering::Release)
+                };
+                // SAFETY: the front-end's entry takes its data back exactly once and never unwinds.
+                unsafe { entry(data.0) };
+            },
+        );
         // SAFETY: nobody else can see the task yet.
         unsafe { *task.coroutine.get() = Some(coroutine) };
         task
@@ -133,15 +185,58 @@ impl Task {
         unsafe { &mut *self.coroutine.get() }
     }
 
-    /// Suspends the running coroutine (which must be this task) for `reason`.
+    /// Suspends the running coroutine (which must be this task) for `reason`. A resume that
+    /// asks for a backtrace records one and suspends again, as if nothing happened.
     ///
     /// # Safety
     /// Must be called on this task's own coroutine stack.
     pub unsafe fn suspend(&self, reason: Suspend) {
-        let yielder = self.yielder.get();
+        let yielder = self.yielder.load(Ordering::Relaxed);
         debug_assert!(!yielder.is_null());
         // SAFETY: we run on this task's coroutine, whose yielder lives on its stack.
-        unsafe { (*yielder).suspend(reason) }
+        while unsafe { (*yielder).suspend(reason) } == Resume::Trace {
+            *self.trace.lock() = Some(super::dump::capture_backtrace());
+        }
+    }
+
+    /// What the task waits for.
+    pub fn wait_info(&self) -> WaitInfo {
+        *self.wait.lock()
+    }
+
+    /// Records what the task waits for.
+    pub fn set_wait_info(&self, info: WaitInfo) {
+        *self.wait.lock() = info;
+    }
+
+    /// The interposed call the task is in, if it is in one that passes through to libc.
+    pub fn in_call(&self) -> Option<&'static str> {
+        let name = self.in_call.load(Ordering::Relaxed);
+        // SAFETY: only `set_in_call` stores, and it stores pointers to `&'static str`s.
+        (!name.is_null()).then(|| unsafe { *name })
+    }
+
+    /// Records (or clears) the interposed call the task is in.
+    pub fn set_in_call(&self, name: Option<&'static &'static str>) {
+        let ptr = name.map_or(std::ptr::null_mut(), |n| {
+            n as *const &'static str as *mut &'static str
+        });
+        self.in_call.store(ptr, Ordering::Relaxed);
+    }
+
+    /// Takes the backtrace (return addresses) recorded by the last trace request.
+    pub fn take_trace(&self) -> Option<Vec<usize>> {
+        self.trace.lock().take()
+    }
+
+    /// Whether the coroutine has started (it has a yielder).
+    pub fn started(&self) -> bool {
+        !self.yielder.load(Ordering::Acquire).is_null()
+    }
+
+    /// Whether the task is parked (waiting for a wake-up).
+    pub fn is_parked(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PARKED
     }
 
     /// Starts a wait: returns the token that wake-ups for it must carry. Register the token
@@ -178,6 +273,17 @@ impl Task {
     /// Called by the worker before resuming the task.
     pub fn set_running(&self) {
         self.state.store(IDLE, Ordering::Release);
+        self.running.store(true, Ordering::Release);
+    }
+
+    /// Called by the worker when the task has suspended or finished.
+    pub fn set_stopped(&self) {
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// Whether a thread is running the task right now.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
     }
 
     /// Whether the coroutine has finished.

@@ -1,10 +1,13 @@
-//! A worker thread: runs its pinned tasks, takes new ones from the runtime's injector, and
-//! sleeps in its reactor when there is nothing to do.
+//! A worker: a run queue, timers and a reactor, run by one thread at a time.
+//!
+//! The worker (Go would call it a P) is separate from the thread running its loop (an M):
+//! when the thread is stuck in one coroutine and migration is allowed, the monitor hands the
+//! worker to a fresh thread (see `sysmon`), and the stuck thread lets go of it as soon as its
+//! coroutine switches.
 
-use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use corun::coroutine::CoroutineResult;
@@ -12,10 +15,11 @@ use crossbeam_queue::SegQueue;
 
 use super::current;
 use super::reactor::{Event, Reactor};
-use super::task::{Suspend, Task};
+use super::task::{Resume, Suspend, Task};
 use super::timer::{now_ns, Timers};
 use super::Runtime;
 use crate::fd;
+use crate::sync::{futex_wake, SpinLock};
 
 /// Tasks run between two non-blocking looks at the reactor and the timers.
 const POLL_INTERVAL: u32 = 61;
@@ -28,17 +32,35 @@ pub struct Worker {
     inbox: SegQueue<Arc<Task>>,
     /// True while the worker is (about to be) blocked in its reactor.
     sleeping: AtomicBool,
-    /// Runnable tasks; touched only by this worker's thread.
-    local: UnsafeCell<VecDeque<Arc<Task>>>,
-    /// Timers; touched only by this worker's thread.
-    timers: UnsafeCell<Timers>,
+    /// Runnable tasks.
+    local: SpinLock<VecDeque<Arc<Task>>>,
+    /// Timers of the tasks pinned here.
+    timers: SpinLock<Timers>,
+    /// Incremented each time the worker is handed to a new thread; a thread runs the loop only
+    /// while the epoch it started with is current.
+    owner: AtomicU64,
+    /// When the running task was resumed (monotonic ns), 0 between tasks.
+    running_since: AtomicU64,
+    /// The running task, null between tasks (valid while `running_since != 0`).
+    running: AtomicPtr<Task>,
+    /// Statistics.
+    started: AtomicU64,
+    finished: AtomicU64,
+    switches: AtomicU64,
+    queued: AtomicUsize,
+    /// Dump requests: the monitor bumps `trace_request`; the worker records its coroutines'
+    /// backtraces and sets `trace_done` to the same value (a futex word the monitor waits on).
+    trace_request: AtomicU32,
+    trace_done: AtomicU32,
 }
 
-// SAFETY: `local` and `timers` are only touched from the worker's own thread (see the
-// accessors); everything else is thread-safe.
-unsafe impl Sync for Worker {}
-// SAFETY: as above.
-unsafe impl Send for Worker {}
+/// A worker's counters, for `corun::stats`.
+pub struct WorkerStats {
+    pub started: u64,
+    pub finished: u64,
+    pub switches: u64,
+    pub runnable: usize,
+}
 
 impl Worker {
     /// Creates worker `index` with its reactor.
@@ -48,8 +70,17 @@ impl Worker {
             reactor: Reactor::new()?,
             inbox: SegQueue::new(),
             sleeping: AtomicBool::new(false),
-            local: UnsafeCell::new(VecDeque::new()),
-            timers: UnsafeCell::new(Timers::default()),
+            local: SpinLock::new(VecDeque::new()),
+            timers: SpinLock::new(Timers::default()),
+            owner: AtomicU64::new(0),
+            running_since: AtomicU64::new(0),
+            running: AtomicPtr::new(std::ptr::null_mut()),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            trace_request: AtomicU32::new(0),
+            trace_done: AtomicU32::new(0),
         })
     }
 
@@ -68,12 +99,11 @@ impl Worker {
     }
 
     /// Queues `task` (pinned to this worker) to run: locally when called on this worker's
-    /// thread, through the inbox otherwise.
+    /// thread, through the inbox (and a wake-up) otherwise.
     pub fn schedule(&self, task: Arc<Task>) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.is_current() {
-            // SAFETY: on the worker's own thread, and no other borrow of `local` is alive: the
-            // scheduling loop never holds one across a resume or a callback.
-            unsafe { (*self.local.get()).push_back(task) };
+            self.local.lock().push_back(task);
         } else {
             self.inbox.push(task);
             self.wake();
@@ -81,16 +111,11 @@ impl Worker {
     }
 
     /// Adds a timer waking `task`'s wait `token` at `deadline`.
-    ///
-    /// # Panics
-    /// When called from another thread (timers belong to the tasks pinned here).
     pub fn add_timer(&self, deadline: u64, task: Arc<Task>, token: u64) {
-        assert!(
-            self.is_current(),
-            "corun: timer added from a foreign thread"
-        );
-        // SAFETY: on the worker's own thread; no other borrow of `timers` is alive.
-        unsafe { (*self.timers.get()).add(deadline, task, token) };
+        self.timers.lock().add(deadline, task, token);
+        if !self.is_current() {
+            self.wake(); // its next timeout may be earlier now
+        }
     }
 
     /// Wakes the worker if it sleeps in its reactor.
@@ -105,14 +130,61 @@ impl Worker {
         self.sleeping.load(Ordering::SeqCst)
     }
 
-    /// The worker's thread body; never returns.
-    pub fn run(&'static self, runtime: &'static Runtime) -> ! {
+    /// The task it is running and since when (monotonic ns), if any.
+    pub fn running(&self) -> Option<(&Task, u64)> {
+        let since = self.running_since.load(Ordering::Acquire);
+        let task = self.running.load(Ordering::Acquire);
+        // SAFETY: a non-null `running` is the task being resumed, kept alive by the loop's Arc
+        // until after `running` is cleared; the monitor reads it only for a name and an id.
+        (since != 0 && !task.is_null()).then(|| (unsafe { &*task }, since))
+    }
+
+    /// The worker's counters.
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            started: self.started.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
+            switches: self.switches.load(Ordering::Relaxed),
+            runnable: self.queued.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands the worker to a new owner; the thread holding it now lets go at its next switch.
+    /// Returns the new owner epoch.
+    pub fn take_over(&self) -> u64 {
+        self.owner.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The current owner epoch (a new worker thread starts with it).
+    pub fn owner_epoch(&self) -> u64 {
+        self.owner.load(Ordering::SeqCst)
+    }
+
+    /// Asks the worker to record its coroutines' backtraces; returns the request number.
+    pub fn request_traces(&self) -> u32 {
+        let request = self
+            .trace_request
+            .fetch_add(1, Ordering::SeqCst)
+            .wrapping_add(1);
+        self.wake();
+        request
+    }
+
+    /// The last trace request the worker completed (a futex word).
+    pub fn traces_done(&self) -> &AtomicU32 {
+        &self.trace_done
+    }
+
+    /// The worker loop, run by the thread that owns epoch `epoch`. Returns when the worker is
+    /// handed to another thread.
+    pub fn run(&'static self, runtime: &'static Runtime, epoch: u64) {
         current::set_worker(self);
         corun::coroutine::ensure_altstack();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut since_poll = 0u32;
         let mut picks = 0u32;
-        loop {
+        while self.owner.load(Ordering::SeqCst) == epoch {
+            self.answer_trace_request();
             picks = picks.wrapping_add(1);
             if let Some(task) = self.next_task(runtime, picks) {
                 self.run_task(task);
@@ -134,7 +206,11 @@ impl Worker {
             // would otherwise wait for the next event. (The fence pairs with the SeqCst swap
             // in `wake`, which follows every push.)
             std::sync::atomic::fence(Ordering::SeqCst);
-            if !self.inbox.is_empty() || !runtime.injector.is_empty() {
+            if !self.inbox.is_empty()
+                || !runtime.injector.is_empty()
+                || self.trace_request.load(Ordering::SeqCst)
+                    != self.trace_done.load(Ordering::SeqCst)
+            {
                 self.sleeping.store(false, Ordering::SeqCst);
                 continue;
             }
@@ -145,8 +221,7 @@ impl Worker {
     }
 
     fn has_local_work(&self) -> bool {
-        // SAFETY: worker thread; short-lived borrow.
-        !unsafe { &*self.local.get() }.is_empty() || !self.inbox.is_empty()
+        !self.local.lock().is_empty() || !self.inbox.is_empty()
     }
 
     /// The next task to run. Tasks woken from other threads join the back of the local queue
@@ -155,36 +230,61 @@ impl Worker {
     fn next_task(&self, runtime: &Runtime, picks: u32) -> Option<Arc<Task>> {
         if picks % POLL_INTERVAL == POLL_INTERVAL - 1 {
             if let Some(task) = runtime.injector.pop() {
-                task.pin(self.index);
-                return Some(task);
+                return Some(self.adopt(task));
             }
         }
-        // SAFETY: worker thread; the borrow ends before the task runs.
-        let local = unsafe { &mut *self.local.get() };
-        while let Some(task) = self.inbox.pop() {
-            local.push_back(task);
-        }
-        if let Some(task) = local.pop_front() {
+        let next = {
+            let mut local = self.local.lock();
+            while let Some(task) = self.inbox.pop() {
+                local.push_back(task);
+            }
+            local.pop_front()
+        };
+        if let Some(task) = next {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             return Some(task);
         }
-        let task = runtime.injector.pop()?;
+        runtime.injector.pop().map(|task| self.adopt(task))
+    }
+
+    /// Pins a new task here.
+    fn adopt(&self, task: Arc<Task>) -> Arc<Task> {
         task.pin(self.index);
-        Some(task)
+        self.started.fetch_add(1, Ordering::Relaxed);
+        task
     }
 
     /// Resumes `task` until it suspends or finishes, and acts on the outcome.
     fn run_task(&self, task: Arc<Task>) {
         task.set_running();
+        self.switches.fetch_add(1, Ordering::Relaxed);
+        self.running
+            .store(Arc::as_ptr(&task) as *mut Task, Ordering::Release);
+        self.running_since.store(now_ns().max(1), Ordering::Release);
         let outcome = {
             let _entered = current::enter(&task);
-            // SAFETY: this worker owns the task (pinned here) and nothing else borrows its
-            // coroutine.
-            let coroutine = unsafe { task.coroutine() };
-            match coroutine {
-                Some(co) => co.resume(()),
+            // SAFETY: this worker owns the task (pinned here), the thread running this loop
+            // owns the worker, and nothing else borrows the task's coroutine.
+            match unsafe { task.coroutine() } {
+                Some(co) => co.resume(Resume::Run),
                 None => return, // finished tasks are never queued; nothing to do
             }
         };
+        task.set_stopped();
+        // Clear the monitor's view only if it still shows this task (after a hand-off another
+        // thread may be running one of this worker's tasks by now).
+        if self
+            .running
+            .compare_exchange(
+                Arc::as_ptr(&task) as *mut Task,
+                std::ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.running_since.store(0, Ordering::Release);
+        }
         match outcome {
             CoroutineResult::Yield(Suspend::Yield) => self.schedule(task),
             CoroutineResult::Yield(Suspend::Park) => {
@@ -195,17 +295,43 @@ impl Worker {
             CoroutineResult::Return(()) => {
                 // SAFETY: as above; dropping the finished coroutine returns its stack to the pool.
                 unsafe { *task.coroutine() = None };
+                self.finished.fetch_add(1, Ordering::Relaxed);
+                super::registry::remove(&task);
                 if let Some(joiner) = task.finish() {
-                    runtime_schedule(joiner);
+                    super::schedule(joiner);
                 }
             }
         }
     }
 
+    /// Records a backtrace of every started, suspended task pinned here, if asked.
+    fn answer_trace_request(&self) {
+        let request = self.trace_request.load(Ordering::SeqCst);
+        if request == self.trace_done.load(Ordering::SeqCst) {
+            return;
+        }
+        for task in super::registry::snapshot() {
+            if task.worker() != self.index
+                || !task.started()
+                || task.is_finished()
+                || task.is_running()
+            {
+                continue;
+            }
+            let _entered = current::enter(&task);
+            // SAFETY: this thread owns the worker and the task is suspended (we are between
+            // tasks); a Trace resume makes it record a backtrace and suspend again unchanged.
+            if let Some(co) = unsafe { task.coroutine() } {
+                co.resume(Resume::Trace);
+            }
+        }
+        self.trace_done.store(request, Ordering::SeqCst);
+        futex_wake(&self.trace_done, i32::MAX);
+    }
+
     /// Milliseconds until the next timer (rounded up), or -1 without timers.
     fn timeout_ms(&self) -> libc::c_int {
-        // SAFETY: worker thread; short-lived borrow.
-        let Some(deadline) = (unsafe { &*self.timers.get() }).next_deadline() else {
+        let Some(deadline) = self.timers.lock().next_deadline() else {
             return -1;
         };
         let now = now_ns();
@@ -225,21 +351,17 @@ impl Worker {
                 events,
             } = event
             {
-                fd::table().on_event(fd, generation, events, runtime_schedule);
+                fd::table().on_event(fd, generation, events, super::schedule);
             }
         });
-        // SAFETY: worker thread; the callback only queues tasks (touching `local`, not
-        // `timers`).
-        let timers = unsafe { &mut *self.timers.get() };
-        timers.expire(now_ns(), |task, token| {
+        let mut due = Vec::new();
+        self.timers
+            .lock()
+            .expire(now_ns(), |task, token| due.push((task, token)));
+        for (task, token) in due {
             if task.wake(token) {
-                runtime_schedule(task);
+                super::schedule(task);
             }
-        });
+        }
     }
-}
-
-/// Queues a woken task on the worker it is pinned to.
-pub fn runtime_schedule(task: Arc<Task>) {
-    super::schedule(task);
 }

@@ -1,0 +1,197 @@
+//! The monitor thread: coroutine dumps on a signal, and the stuck-worker guard.
+//!
+//! It runs only if one of them is on (`CORUN_DUMP=1`, or `CORUN_STUCK_MS` > 0, the default).
+//!
+//! **Stuck workers.** A worker that has run one coroutine for longer than `CORUN_STUCK_MS`
+//! without switching (a CPU loop, or a blocking call corun does not intercept) stalls the
+//! coroutines pinned to it. The monitor warns once per incident, naming the coroutine (and the
+//! interposed call it is in, if any). Coroutines that have not started are never pinned: they
+//! wait in the injector for any free worker, and if no active worker is free the monitor
+//! starts a spare one. Started coroutines of the stuck worker are held, unless
+//! `CORUN_MIGRATE=1`: then the worker itself (queue, timers, reactor) is handed to a fresh
+//! thread, which resumes them there (moving them across threads; see README for the
+//! thread-local caveat).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::timer::now_ns;
+use super::{dump, registry, Runtime};
+use crate::config;
+use crate::log;
+use crate::sync::futex_wake;
+use corun::raw_syscall;
+
+/// Bumped by the dump signal handler; the monitor waits on it.
+static DUMP_REQUESTS: AtomicU32 = AtomicU32::new(0);
+
+/// Starts the monitor if dumps or the stuck-worker guard are on.
+pub fn start(runtime: &'static Runtime) {
+    let config = config::get();
+    if config.stuck_ms == 0 && config.dump_signal.is_none() {
+        return;
+    }
+    if let Some(signal) = config.dump_signal {
+        install_dump_handler(signal);
+    }
+    let spawned = std::thread::Builder::new()
+        .name("corun-sysmon".into())
+        .spawn(move || monitor(runtime));
+    if let Err(err) = spawned {
+        log::warn(format_args!(
+            "cannot start the monitor thread: {err}; no dumps or stuck-worker warnings"
+        ));
+    }
+}
+
+fn install_dump_handler(signal: i32) {
+    // SAFETY: a zeroed sigaction with a plain handler is valid; the handler is async-signal-safe
+    // (one atomic add and one raw futex wake).
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_dump_signal as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+            log::warn(format_args!(
+                "cannot install the dump handler for signal {signal}"
+            ));
+        }
+    }
+}
+
+extern "C" fn on_dump_signal(_: libc::c_int) {
+    DUMP_REQUESTS.fetch_add(1, Ordering::SeqCst);
+    futex_wake(&DUMP_REQUESTS, 1);
+}
+
+/// Waits while `*word == expected`, at most `timeout`.
+fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a live aligned futex word and a valid relative timeout.
+    unsafe {
+        raw_syscall::syscall6(
+            libc::SYS_futex as usize,
+            word.as_ptr() as usize,
+            libc::FUTEX_WAIT as usize,
+            expected as usize,
+            &ts as *const libc::timespec as usize,
+            0,
+            0,
+        )
+    };
+}
+
+fn monitor(runtime: &'static Runtime) {
+    let config = config::get();
+    let tick = if config.stuck_ms == 0 {
+        Duration::from_secs(3600)
+    } else {
+        Duration::from_millis((config.stuck_ms / 4).clamp(5, 100))
+    };
+    let mut dumps_done = 0;
+    // Per worker slot: the `running_since` of the incident already reported.
+    let mut reported = vec![0u64; runtime.all_workers().len()];
+    loop {
+        let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
+        if requests == dumps_done {
+            futex_wait_for(&DUMP_REQUESTS, requests, tick);
+        }
+        let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
+        if requests != dumps_done {
+            dumps_done = requests;
+            print_dump(runtime);
+        }
+        if config.stuck_ms > 0 {
+            check_stuck(runtime, config.stuck_ms, config.migrate, &mut reported);
+        }
+    }
+}
+
+/// Asks every worker for backtraces (waiting up to a second for each), then prints the dump.
+fn print_dump(runtime: &'static Runtime) {
+    let workers = runtime.workers();
+    let requests: Vec<u32> = workers.iter().map(|w| w.request_traces()).collect();
+    let deadline = now_ns() + 1_000_000_000;
+    let mut traced = vec![false; runtime.all_workers().len()];
+    for (worker, request) in workers.iter().zip(requests) {
+        loop {
+            let done = worker.traces_done().load(Ordering::SeqCst);
+            if done == request {
+                traced[worker.index()] = true;
+                break;
+            }
+            let now = now_ns();
+            if now >= deadline {
+                break;
+            }
+            futex_wait_for(
+                worker.traces_done(),
+                done,
+                Duration::from_nanos((deadline - now).min(50_000_000)),
+            );
+        }
+    }
+    let text = dump::format(runtime, &registry::snapshot(), &traced);
+    raw_syscall::write_all(2, text.as_bytes());
+}
+
+/// Warns about (and works around) workers stuck in one coroutine.
+fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, reported: &mut [u64]) {
+    let threshold = stuck_ms * 1_000_000;
+    let now = now_ns();
+    for worker in runtime.workers() {
+        let Some((task, since)) = worker.running() else {
+            continue;
+        };
+        if now.saturating_sub(since) < threshold || reported[worker.index()] == since {
+            continue;
+        }
+        reported[worker.index()] = since;
+        let mut message = format!(
+            "worker {} has run {} for {} ms without switching",
+            worker.index(),
+            dump::label(task),
+            now.saturating_sub(since) / 1_000_000
+        );
+        match task.in_call() {
+            Some(call) => message.push_str(&format!(
+                ", inside `{call}`, which libc is doing for it (corun cannot suspend it there)"
+            )),
+            None => {
+                message.push_str(" (a CPU-bound loop, or a blocking call corun does not intercept)")
+            }
+        }
+        if migrate {
+            // The worker itself (queue, timers, reactor) goes to a fresh thread, which also
+            // takes new coroutines.
+            let epoch = worker.take_over();
+            runtime.start_thread(worker, epoch, "moved");
+            message.push_str("; its other coroutines move to a new thread (CORUN_MIGRATE=1)");
+        } else {
+            let others_busy = runtime
+                .workers()
+                .iter()
+                .all(|w| w.running().is_some() || std::ptr::eq(w, worker));
+            if others_busy {
+                match runtime.start_spare() {
+                    Some(index) => message.push_str(&format!(
+                        "; new coroutines now also run on spare worker {index}"
+                    )),
+                    None => message.push_str("; no spare worker is left for new coroutines"),
+                }
+            } else {
+                message.push_str("; new coroutines go to the other workers");
+            }
+            message.push_str(&format!(
+                "; its other started coroutines ({} runnable now) are held until it switches \
+                 (CORUN_MIGRATE=1 would move them to a new thread)",
+                worker.stats().runnable
+            ));
+        }
+        log::warn(format_args!("{message}"));
+    }
+}
