@@ -140,56 +140,73 @@ pub fn label(task: &Task) -> String {
     }
 }
 
-/// Formats the dump of every live task. `traced` says which workers answered the trace
-/// request (their suspended coroutines have fresh backtraces).
-pub fn format(runtime: &Runtime, tasks: &[std::sync::Arc<Task>], traced: &[bool]) -> String {
+/// One coroutine in a dump, as seen when the dump was requested.
+pub struct Entry {
+    header: String,
+    trace: Option<Vec<usize>>,
+    note: Option<String>,
+}
+
+/// Takes the state of every live task now (cheap: no symbols yet). `traced` says which
+/// workers answered the trace request (their suspended coroutines have fresh backtraces).
+pub fn snapshot(runtime: &Runtime, tasks: &[std::sync::Arc<Task>], traced: &[bool]) -> Vec<Entry> {
+    tasks
+        .iter()
+        .map(|task| {
+            let worker = task.worker();
+            let state = if !task.started() {
+                "not started yet".to_owned()
+            } else if task.is_running() {
+                let ran = runtime
+                    .all_workers()
+                    .get(worker)
+                    .and_then(|w| w.running())
+                    .filter(|(t, _)| t.id() == task.id())
+                    .map(|(_, since)| {
+                        format!(" for {:.3} s", now_ns().saturating_sub(since) as f64 / 1e9)
+                    })
+                    .unwrap_or_default();
+                let call = task
+                    .in_call()
+                    .map(|c| format!(", inside `{c}`"))
+                    .unwrap_or_default();
+                format!("running on worker {worker}{ran}{call}")
+            } else if task.is_parked() {
+                format!(
+                    "parked on worker {worker}: {}",
+                    describe_wait(task.wait_info())
+                )
+            } else {
+                format!("runnable on worker {worker}")
+            };
+            let fresh = traced.get(worker).copied().unwrap_or(false);
+            let trace = task.take_trace().filter(|_| fresh);
+            let note = (trace.is_none() && task.started() && !task.is_running())
+                .then(|| format!("      (no backtrace: worker {worker} did not answer in time)\n"));
+            Entry {
+                header: format!("{} — {state}", label(task)),
+                trace,
+                note,
+            }
+        })
+        .collect()
+}
+
+/// Renders a dump (resolving symbols, which is the slow part).
+pub fn render(entries: &[Entry], workers: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "corun: coroutine dump: {} live coroutine(s), {} worker(s)",
-        tasks.len(),
-        runtime.workers().len()
+        "corun: coroutine dump: {} live coroutine(s), {workers} worker(s)",
+        entries.len()
     );
-    for task in tasks {
-        let worker = task.worker();
-        let state = if !task.started() {
-            "not started yet".to_owned()
-        } else if task.is_running() {
-            let ran = runtime
-                .all_workers()
-                .get(worker)
-                .and_then(|w| w.running())
-                .filter(|(t, _)| t.id() == task.id())
-                .map(|(_, since)| {
-                    format!(" for {:.3} s", now_ns().saturating_sub(since) as f64 / 1e9)
-                })
-                .unwrap_or_default();
-            let call = task
-                .in_call()
-                .map(|c| format!(", inside `{c}`"))
-                .unwrap_or_default();
-            format!("running on worker {worker}{ran}{call}")
-        } else if task.is_parked() {
-            format!(
-                "parked on worker {worker}: {}",
-                describe_wait(task.wait_info())
-            )
-        } else {
-            format!("runnable on worker {worker}")
-        };
-        let _ = writeln!(out, "{} — {state}", label(task));
-        let trace = task.take_trace();
-        match trace {
-            Some(ips) if traced.get(worker).copied().unwrap_or(false) => {
-                out.push_str(&format_trace(&ips))
-            }
-            _ if task.started() && !task.is_running() => {
-                let _ = writeln!(
-                    out,
-                    "      (no backtrace: worker {worker} did not answer in time)"
-                );
-            }
-            _ => {}
+    for entry in entries {
+        let _ = writeln!(out, "{}", entry.header);
+        if let Some(ips) = &entry.trace {
+            out.push_str(&format_trace(ips));
+        }
+        if let Some(note) = &entry.note {
+            out.push_str(note);
         }
     }
     out.push_str("corun: end of coroutine dump\n");

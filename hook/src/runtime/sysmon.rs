@@ -135,7 +135,8 @@ fn print_dump(runtime: &'static Runtime) {
             );
         }
     }
-    let text = dump::format(runtime, &registry::snapshot(), &traced);
+    let entries = dump::snapshot(runtime, &registry::snapshot(), &traced);
+    let text = dump::render(&entries, workers.len());
     raw_syscall::write_all(2, text.as_bytes());
 }
 
