@@ -61,6 +61,18 @@ check chat_server \
     '^chat server on 127\.0\.0\.1:[0-9]+$' \
     '^10 clients each received all 180 lines from the others \(1800 in all\)$'
 
+# Dumps on: the example sends itself SIGQUIT; its spinner trips the stuck-worker guard.
+CORUN_DUMP=1 check introspection \
+    '^stats: coroutines: 3 live \(3 spawned, 3 started, 0 finished\)' \
+    '^corun: coroutine dump: 3 live coroutine\(s\)' \
+    "^coroutine 1 'conn-reader' — parked on worker [0-9]+: waiting for fd [0-9]+ to become readable$" \
+    'introspection::wait_for_request' \
+    "^coroutine 2 'napper' — parked on worker [0-9]+: sleeping" \
+    "^coroutine 3 'counter' — parked on worker [0-9]+: waiting on futex word" \
+    '^the program carries on after the dump$' \
+    "^corun: warning: worker [0-9]+ has run coroutine 4 'spinner' for [0-9]+ ms without switching" \
+    '^done$'
+
 # echo_server runs until killed: start it, drive it with echo_client, stop it.
 checked+=(echo_server echo_client)
 server_log=$(mktemp)

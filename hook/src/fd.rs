@@ -466,7 +466,7 @@ impl FdTable {
         let (chunk, index) = split(fd)?;
         let mut ptr = self.chunks[chunk].load(Ordering::Acquire);
         if ptr.is_null() {
-            let fresh = Box::into_raw(Box::new([const { FdEntry::new() }; CHUNK]));
+            let fresh = new_chunk();
             match self.chunks[chunk].compare_exchange(
                 std::ptr::null_mut(),
                 fresh,
@@ -499,6 +499,18 @@ impl FdTable {
             entry.ready(generation, events, schedule);
         }
     }
+}
+
+/// A fresh chunk of entries, built on the heap (as an array literal it would be built on the
+/// stack first: a 100 KiB frame that every call of `get` would pay for in stack probes).
+#[cold]
+#[inline(never)]
+fn new_chunk() -> *mut [FdEntry; CHUNK] {
+    let entries: Box<[FdEntry]> = (0..CHUNK).map(|_| FdEntry::new()).collect();
+    let chunk: Box<[FdEntry; CHUNK]> = entries
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("CHUNK entries"));
+    Box::into_raw(chunk)
 }
 
 fn split(fd: c_int) -> Option<(usize, usize)> {

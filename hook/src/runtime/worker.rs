@@ -196,17 +196,12 @@ impl Worker {
                 continue;
             }
             since_poll = 0;
-            // Nothing runnable: look at the reactor without blocking first.
-            self.poll(&mut events, 0);
-            if self.has_local_work() {
-                continue;
-            }
             self.sleeping.store(true, Ordering::SeqCst);
             // Re-check after announcing sleep: a task queued before `sleeping` was visible
             // would otherwise wait for the next event. (The fence pairs with the SeqCst swap
             // in `wake`, which follows every push.)
             std::sync::atomic::fence(Ordering::SeqCst);
-            if !self.inbox.is_empty()
+            if self.has_local_work()
                 || !runtime.injector.is_empty()
                 || self.trace_request.load(Ordering::SeqCst)
                     != self.trace_done.load(Ordering::SeqCst)
