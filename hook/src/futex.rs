@@ -8,7 +8,8 @@
 //! where plain threads wait.
 //!
 //! No lost wake-ups: the waiter compares the word with the expected value while holding its
-//! bucket's lock, and a waker takes the same lock after changing the word.
+//! bucket's lock, and a waker takes the same lock after changing the word. The waker's fast
+//! path (nobody waits anywhere) is ordered against the waiter by a counter and SeqCst fences.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,7 +64,13 @@ pub fn wait(
     let token = current.task().begin_wait();
     {
         let mut waiters = bucket.lock();
+        // Announce the waiter *before* reading the word: a waker changes the word, then reads
+        // WAITING (after a fence). Whichever comes second sees the other's write, so either
+        // the waker looks in the bucket (and finds us, as we hold its lock until registered)
+        // or we see the new value and return EAGAIN.
+        WAITING.fetch_add(1, Ordering::SeqCst);
         if word.load(Ordering::SeqCst) != expected {
+            WAITING.fetch_sub(1, Ordering::SeqCst);
             return Err(libc::EAGAIN);
         }
         waiters.push(Waiter {
@@ -72,7 +79,6 @@ pub fn wait(
             task: current.arc(),
             token,
         });
-        WAITING.fetch_add(1, Ordering::Relaxed);
     }
     if deadline != 0 {
         current.worker().add_timer(deadline, current.arc(), token);
@@ -95,7 +101,7 @@ pub fn wait(
         let changed = shared && word.load(Ordering::SeqCst) != expected;
         if timed_out || changed {
             waiters.swap_remove(index);
-            WAITING.fetch_sub(1, Ordering::Relaxed);
+            WAITING.fetch_sub(1, Ordering::SeqCst);
             return if timed_out {
                 Err(libc::ETIMEDOUT)
             } else {
@@ -109,6 +115,9 @@ pub fn wait(
 /// Wakes up to `count` coroutines waiting on `addr` whose bitset intersects `bitset`. Returns
 /// how many it woke (the caller passes the rest of `count` on to the kernel).
 pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
+    // Pairs with the waiter's announce-then-check (see `wait`): the caller changed the word
+    // before calling, possibly with a plain Release store.
+    std::sync::atomic::fence(Ordering::SeqCst);
     if count <= 0 || WAITING.load(Ordering::SeqCst) == 0 {
         return 0;
     }
@@ -123,7 +132,7 @@ pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
                 i += 1;
             }
         }
-        WAITING.fetch_sub(woken.len(), Ordering::Relaxed);
+        WAITING.fetch_sub(woken.len(), Ordering::SeqCst);
     }
     let n = woken.len() as i32;
     for waiter in woken {

@@ -100,6 +100,7 @@ pub struct Child {
     env_remove: Vec<OsString>,
     preload: bool,
     timeout: Duration,
+    slow_stdout: Option<(usize, Duration)>,
 }
 
 impl Child {
@@ -111,6 +112,7 @@ impl Child {
             env_remove: Vec::new(),
             preload: true,
             timeout: DEFAULT_TIMEOUT,
+            slow_stdout: None,
         }
     }
 
@@ -135,6 +137,14 @@ impl Child {
     /// Sets how long the child may run.
     pub fn timeout(mut self, timeout: Duration) -> Child {
         self.timeout = timeout;
+        self
+    }
+
+    /// Makes the parent a slow reader of the child's stdout: it reads at most `chunk` bytes at
+    /// a time and pauses `pause` after each read, so the pipe fills and the child's writes to
+    /// stdout have to wait.
+    pub fn slow_stdout(mut self, chunk: usize, pause: Duration) -> Child {
+        self.slow_stdout = Some((chunk.max(1), pause));
         self
     }
 
@@ -194,7 +204,12 @@ impl Child {
         }
         let start = Instant::now();
         let mut child = command.spawn().expect("cannot re-run the test binary");
-        let stdout = reader(child.stdout.take().expect("piped stdout"));
+        let stdout = match self.slow_stdout {
+            Some((chunk, pause)) => {
+                slow_reader(child.stdout.take().expect("piped stdout"), chunk, pause)
+            }
+            None => reader(child.stdout.take().expect("piped stdout")),
+        };
         let stderr = reader(child.stderr.take().expect("piped stderr"));
         let deadline = start + self.timeout;
         let (status, timed_out) = loop {
@@ -233,6 +248,29 @@ fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Strin
     })
 }
 
+/// Reads a child's pipe to the end on a thread, `chunk` bytes at a time with a `pause` after
+/// each read.
+fn slow_reader(
+    mut pipe: impl Read + Send + 'static,
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+            std::thread::sleep(pause);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
 /// Waits (sleeping 1 ms at a time: inside a coroutine that suspends it) until `cond` holds;
 /// panics naming `what` if it does not within `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
@@ -253,6 +291,20 @@ pub fn join_within<T>(handle: corun::JoinHandle<T>, timeout: Duration, what: &st
     match handle.join() {
         Ok(value) => value,
         Err(payload) => panic!("{what}: the coroutine panicked: {}", panic_text(&*payload)),
+    }
+}
+
+/// Joins an OS thread once it has finished, failing if it does not finish within `timeout`. A
+/// panic on the thread is re-raised here.
+pub fn join_thread_within<T>(
+    handle: std::thread::JoinHandle<T>,
+    timeout: Duration,
+    what: &str,
+) -> T {
+    wait_for(what, timeout, || handle.is_finished());
+    match handle.join() {
+        Ok(value) => value,
+        Err(payload) => panic!("{what}: the thread panicked: {}", panic_text(&*payload)),
     }
 }
 
