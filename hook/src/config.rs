@@ -32,10 +32,13 @@ pub struct Config {
     pub dump_signal: Option<i32>,
     /// Diagnostics level (`CORUN_LOG`; default `warn`).
     pub log: Level,
+    /// Whether each coroutine gets its own thread identity (`CORUN_TLS=isolated`, the
+    /// default) or shares its worker's (`shared`).
+    pub isolated_tls: bool,
 }
 
 /// Every variable the runtime reads (the launcher's `CORUN_HOOK` too, so it is not "unknown").
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 11] = [
     "CORUN_WORKERS",
     "CORUN_STACK_SIZE",
     "CORUN_STACK_POOL",
@@ -45,6 +48,7 @@ pub const VARIABLES: [&str; 10] = [
     "CORUN_DUMP",
     "CORUN_DUMP_SIGNAL",
     "CORUN_LOG",
+    "CORUN_TLS",
     "CORUN_HOOK",
 ];
 
@@ -148,7 +152,19 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         || Level::Warn,
         Level::parse,
     )?;
+    let isolated_tls = var(
+        &lookup,
+        "CORUN_TLS",
+        "isolated or shared",
+        || true,
+        |t| match t {
+            "isolated" => Some(true),
+            "shared" => Some(false),
+            _ => None,
+        },
+    )?;
     Ok(Config {
+        isolated_tls,
         workers,
         stack_size,
         stack_pool,
@@ -267,6 +283,7 @@ mod tests {
             ("CORUN_DUMP_SIGNAL", "KILL", "QUIT, USR1"),
             ("CORUN_DUMP_SIGNAL", "11", "QUIT, USR1"),
             ("CORUN_LOG", "verbose", "error, warn"),
+            ("CORUN_TLS", "private", "isolated or shared"),
         ] {
             let err = with(&[(name, value)]).unwrap_err();
             assert!(

@@ -14,6 +14,7 @@ pub mod config;
 pub mod fd;
 pub mod futex;
 pub mod hooks;
+pub mod identity;
 pub mod log;
 pub mod real;
 pub mod runtime;

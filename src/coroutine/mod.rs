@@ -35,6 +35,14 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 pub use overflow::{ensure_altstack, set_describer, Describer};
+
+/// Whether switching a coroutine's thread pointer (see [`Coroutine::set_thread_pointer`]) uses
+/// the `wrfsbase` instruction (`true`) or the slower `arch_prctl` system call (`false`: the
+/// kernel has not enabled FSGSBASE for user space, or the program runs under valgrind).
+pub fn thread_pointer_switch_is_wrfsbase() -> bool {
+    arch::probe_fs_writer();
+    arch::uses_wrfsbase()
+}
 pub use stack::{pooled_stacks, set_pool_capacity, DefaultStack, Stack, DEFAULT_STACK_SIZE};
 
 /// What [`Coroutine::resume`] returns: the coroutine suspended with a value, or finished.
@@ -135,13 +143,24 @@ fn forced_unwind() -> ! {
 /// coroutine.
 #[repr(C)]
 pub struct Yielder<Input, Yield> {
+    header: Header,
+    _marker: PhantomData<fn(Yield) -> Input>,
+}
+
+/// The untyped part of a [`Yielder`], at the top of the coroutine's stack.
+#[repr(C)]
+struct Header {
     /// The link slot (see `arch`): must stay the first field.
     link: Cell<usize>,
     /// Drops the closure in place if the coroutine never starts (the closure's address is in
     /// the initial frame).
     drop_closure: unsafe fn(*mut u8),
-    _marker: PhantomData<fn(Yield) -> Input>,
+    /// The resumer's thread pointer, saved by a resume that installs the coroutine's own
+    /// (`arch::RESUMER_TP_OFFSET` bytes from the link slot).
+    resumer_tp: Cell<usize>,
 }
+
+const _: () = assert!(std::mem::offset_of!(Header, resumer_tp) == arch::RESUMER_TP_OFFSET);
 
 impl<Input, Yield> Yielder<Input, Yield> {
     /// Suspends the coroutine, handing `value` to the caller of [`Coroutine::resume`], and
@@ -155,7 +174,8 @@ impl<Input, Yield> Yielder<Input, Yield> {
         // SAFETY: we run on the coroutine's stack, so the link slot holds the resumer's saved
         // context. The resumer takes ownership of `value` (tag YIELD) and sends back a pointer
         // to an `Input` it gave up (tag VALUE) or an unwind request.
-        let (input, tag) = unsafe { arch::suspend(encode(&value), TAG_YIELD, self.link.as_ptr()) };
+        let (input, tag) =
+            unsafe { arch::suspend(encode(&value), TAG_YIELD, self.header.link.as_ptr()) };
         if tag == TAG_UNWIND {
             forced_unwind();
         }
@@ -183,6 +203,8 @@ pub struct Coroutine<Input, Yield, Return, S: Stack = DefaultStack> {
     stack: S,
     /// The link slot on the coroutine's stack (the first word of its `Yielder`).
     link: *mut usize,
+    /// The coroutine's own thread pointer, or 0 to run with the resumer's.
+    tp: usize,
     state: State,
     _marker: PhantomData<Variance<Input, Yield, Return>>,
 }
@@ -249,8 +271,11 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
             ptr::write(
                 link as *mut Yielder<Input, Yield>,
                 Yielder {
-                    link: Cell::new(0),
-                    drop_closure: drop_in_place_as::<F>,
+                    header: Header {
+                        link: Cell::new(0),
+                        drop_closure: drop_in_place_as::<F>,
+                        resumer_tp: Cell::new(0),
+                    },
                     _marker: PhantomData,
                 },
             );
@@ -263,6 +288,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         Coroutine {
             stack,
             link: link as *mut usize,
+            tp: 0,
             state: State::NotStarted,
             _marker: PhantomData,
         }
@@ -282,7 +308,7 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         let input = ManuallyDrop::new(input);
         // SAFETY: the coroutine is not finished, so the link slot holds its saved context (or
         // the initial frame) on a live stack. The coroutine takes ownership of `input`.
-        let (value, tag) = unsafe { arch::resume(encode(&input), TAG_VALUE, self.link) };
+        let (value, tag) = unsafe { self.switch_in(encode(&input), TAG_VALUE) };
         // SAFETY: `value` and `tag` were sent by `Yielder::suspend` or `entry`, which give up
         // the value they point at.
         unsafe { self.receive(value, tag) }
@@ -332,6 +358,59 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         self.state == State::Done
     }
 
+    /// The header at the top of the coroutine's stack.
+    #[inline(always)]
+    fn header(&self) -> &Header {
+        // SAFETY: `with_stack` wrote a Yielder (whose first field is the Header) at `link`, and
+        // it lives as long as the stack, which `self` owns.
+        unsafe { &*(self.link as *const Header) }
+    }
+
+    /// Makes the coroutine run with its own thread pointer (the x86_64 FS base, which glibc
+    /// and Rust use to find thread-local storage): every resume installs `tp` and every switch
+    /// back restores the resumer's, inside the switch itself (no thread-local access can fall
+    /// between the two). `0` turns it off.
+    ///
+    /// The runtime uses this to give each coroutine its own thread identity (see the hook
+    /// library's `identity` module); a thread pointer is more than a TLS block — libc keeps
+    /// its thread descriptor there — so this is for code that builds a complete one.
+    ///
+    /// # Safety
+    /// `tp` must be a complete, initialised thread pointer for the libc in use, alive for as
+    /// long as the coroutine may run, and not installed on another thread at the same time.
+    /// Call it only while the coroutine is not running.
+    pub unsafe fn set_thread_pointer(&mut self, tp: usize) {
+        arch::probe_fs_writer();
+        self.tp = tp;
+    }
+
+    /// The lowest and one-past-the-highest address of the coroutine's stack.
+    pub fn stack_bounds(&self) -> (usize, usize) {
+        (self.stack.limit(), self.stack.base())
+    }
+
+    /// The thread pointer set with [`set_thread_pointer`](Self::set_thread_pointer), or 0.
+    pub fn thread_pointer(&self) -> usize {
+        self.tp
+    }
+
+    /// Switches into the coroutine, installing its thread pointer if it has one.
+    ///
+    /// # Safety
+    /// As for `arch::resume`: the coroutine must be suspended (or not started) on a live stack.
+    #[inline(always)]
+    unsafe fn switch_in(&self, value: usize, tag: usize) -> (usize, usize) {
+        // SAFETY: guaranteed by the caller; a non-zero `tp` was vouched for in
+        // `set_thread_pointer`, and the header's `resumer_tp` slot is where `resume_tp` expects.
+        unsafe {
+            if self.tp == 0 {
+                arch::resume(value, tag, self.link)
+            } else {
+                arch::resume_tp(value, tag, self.link, self.tp)
+            }
+        }
+    }
+
     /// Finishes the coroutine now, dropping what it owns.
     ///
     /// A suspended coroutine is resumed with a special panic that unwinds its stack from the
@@ -350,13 +429,12 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
                 // SAFETY: not started, so the Yielder and the initial frame written by
                 // `with_stack` are intact and the closure was never moved out.
                 unsafe {
-                    let yielder = &*(self.link as *const Yielder<Input, Yield>);
-                    (yielder.drop_closure)(arch::initial_closure(self.link));
+                    (self.header().drop_closure)(arch::initial_closure(self.link));
                 }
             }
             State::Suspended => loop {
                 // SAFETY: suspended, so the link slot holds the coroutine's saved context.
-                let (value, tag) = unsafe { arch::resume(0, TAG_UNWIND, self.link) };
+                let (value, tag) = unsafe { self.switch_in(0, TAG_UNWIND) };
                 match tag {
                     // The closure caught the unwind and suspended again: unwind again, until
                     // the coroutine finishes.

@@ -66,6 +66,16 @@ pub fn worker() -> Option<&'static Worker> {
     (!worker.is_null()).then(|| unsafe { &*worker })
 }
 
+/// Offsets of the `WORKER` and `TASK` thread-locals from the thread pointer. The hook library
+/// is preloaded, so its TLS block is static: the offsets are the same in every thread and in
+/// every coroutine's own thread area, where the runtime writes them before each resume.
+pub fn tls_offsets() -> (isize, isize) {
+    let tp = crate::identity::thread_pointer() as isize;
+    let worker = WORKER.with(|w| w as *const Cell<*const Worker> as isize);
+    let task = TASK.with(|t| t as *const Cell<*const Task> as isize);
+    (worker - tp, task - tp)
+}
+
 /// Marks this thread as `worker` (for its whole life).
 pub fn set_worker(worker: &'static Worker) {
     WORKER.with(|w| w.set(worker));

@@ -45,6 +45,13 @@ pub struct Runtime {
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+/// Offsets of the runtime's `WORKER` and `TASK` thread-locals (see `current::tls_offsets`).
+static TLS_OFFSETS: OnceLock<(isize, isize)> = OnceLock::new();
+
+/// The offsets of the runtime's `WORKER` and `TASK` thread-locals from the thread pointer.
+pub fn tls_offsets() -> (isize, isize) {
+    *TLS_OFFSETS.get_or_init(current::tls_offsets)
+}
 static STARTED: Once = Once::new();
 
 /// The runtime, started on first use (the first spawn).
@@ -81,6 +88,8 @@ impl Runtime {
         if config.dump_signal.is_some() {
             registry::enable();
         }
+        crate::identity::init(config.isolated_tls);
+        TLS_OFFSETS.get_or_init(current::tls_offsets);
         Runtime {
             workers,
             active: AtomicUsize::new(0),

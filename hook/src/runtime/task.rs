@@ -10,6 +10,7 @@ use std::sync::Arc;
 use corun::abi::EntryFn;
 use corun::coroutine::{Coroutine, DefaultStack, Yielder};
 
+use crate::identity::Area;
 use crate::sync::{futex_wait, futex_wake, SpinLock};
 
 /// Why a coroutine hands control back to its worker.
@@ -72,6 +73,8 @@ pub struct Task {
     /// The coroutine; touched only by the worker that owns the task (see `worker`), or before
     /// it starts by whoever holds the task in a queue.
     coroutine: UnsafeCell<Option<TaskCoroutine>>,
+    /// The coroutine's own thread area, when identities are isolated (same access rule).
+    area: UnsafeCell<Option<Area>>,
     /// The coroutine's yielder, set when it starts; used to suspend from inside hooks.
     yielder: AtomicPtr<Yielder<Resume, Suspend>>,
     /// The worker this task is pinned to once started, or `NO_WORKER`.
@@ -122,6 +125,7 @@ impl Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
             coroutine: UnsafeCell::new(None),
+            area: UnsafeCell::new(None),
             yielder: AtomicPtr::new(std::ptr::null_mut()),
             worker: AtomicUsize::new(NO_WORKER),
             state: AtomicU8::new(IDLE),
@@ -145,8 +149,15 @@ impl Task {
                         .yielder
                         .store(yielder as *const _ as *mut _, Ordering::Release)
                 };
+                let isolated = crate::identity::enabled();
+                if isolated {
+                    crate::identity::start_on_area();
+                }
                 // SAFETY: the front-end's entry takes its data back exactly once and never unwinds.
                 unsafe { entry(data.0) };
+                if isolated {
+                    crate::identity::finish_on_area();
+                }
             },
         );
         // SAFETY: nobody else can see the task yet.
@@ -183,6 +194,16 @@ impl Task {
     pub unsafe fn coroutine(&self) -> &mut Option<TaskCoroutine> {
         // SAFETY: guaranteed by the caller.
         unsafe { &mut *self.coroutine.get() }
+    }
+
+    /// The thread area, for the owning worker.
+    ///
+    /// # Safety
+    /// As for [`coroutine`](Self::coroutine).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn area(&self) -> &mut Option<Area> {
+        // SAFETY: guaranteed by the caller.
+        unsafe { &mut *self.area.get() }
     }
 
     /// Suspends the running coroutine (which must be this task) for `reason`. A resume that

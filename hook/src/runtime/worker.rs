@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 use corun::coroutine::CoroutineResult;
@@ -19,6 +21,7 @@ use super::task::{Resume, Suspend, Task};
 use super::timer::{now_ns, Timers};
 use super::Runtime;
 use crate::fd;
+use crate::identity::{self, Area};
 use crate::sync::{futex_wake, SpinLock};
 
 /// Tasks run between two non-blocking looks at the reactor and the timers.
@@ -52,7 +55,14 @@ pub struct Worker {
     /// backtraces and sets `trace_done` to the same value (a futex word the monitor waits on).
     trace_request: AtomicU32,
     trace_done: AtomicU32,
+    /// The kernel id of the thread running the loop (what libc reports in coroutine areas).
+    tid: AtomicI32,
+    /// Thread areas of finished coroutines, for reuse.
+    areas: SpinLock<Vec<Area>>,
 }
+
+/// Thread areas kept per worker for reuse.
+const AREA_POOL: usize = 1024;
 
 /// A worker's counters, for `corun::stats`.
 pub struct WorkerStats {
@@ -81,6 +91,8 @@ impl Worker {
             queued: AtomicUsize::new(0),
             trace_request: AtomicU32::new(0),
             trace_done: AtomicU32::new(0),
+            tid: AtomicI32::new(0),
+            areas: SpinLock::new(Vec::new()),
         })
     }
 
@@ -180,6 +192,8 @@ impl Worker {
     pub fn run(&'static self, runtime: &'static Runtime, epoch: u64) {
         current::set_worker(self);
         corun::coroutine::ensure_altstack();
+        // SAFETY: gettid has no preconditions.
+        self.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut since_poll = 0u32;
         let mut picks = 0u32;
@@ -259,11 +273,15 @@ impl Worker {
         let outcome = {
             let _entered = current::enter(&task);
             // SAFETY: this worker owns the task (pinned here), the thread running this loop
-            // owns the worker, and nothing else borrows the task's coroutine.
-            match unsafe { task.coroutine() } {
-                Some(co) => co.resume(Resume::Run),
-                None => return, // finished tasks are never queued; nothing to do
+            // owns the worker, and nothing else borrows the task's coroutine or area.
+            let (coroutine, area) = unsafe { (task.coroutine(), task.area()) };
+            let Some(co) = coroutine else {
+                return; // finished tasks are never queued; nothing to do
+            };
+            if identity::enabled() {
+                self.enter_area(&task, co, area);
             }
+            co.resume(Resume::Run)
         };
         task.set_stopped();
         // Clear the monitor's view only if it still shows this task (after a hand-off another
@@ -290,12 +308,57 @@ impl Worker {
             CoroutineResult::Return(()) => {
                 // SAFETY: as above; dropping the finished coroutine returns its stack to the pool.
                 unsafe { *task.coroutine() = None };
+                // SAFETY: as above; the coroutine that used the area is gone.
+                if let Some(area) = unsafe { task.area() }.take() {
+                    self.recycle_area(area);
+                }
                 self.finished.fetch_add(1, Ordering::Relaxed);
                 super::registry::remove(&task);
                 if let Some(joiner) = task.finish() {
                     super::schedule(joiner);
                 }
             }
+        }
+    }
+
+    /// Gives `task` its own thread area (on its first run) and points the area's runtime
+    /// thread-locals and tid at this worker, before a resume.
+    fn enter_area(
+        &self,
+        task: &Task,
+        co: &mut super::task::TaskCoroutine,
+        area: &mut Option<Area>,
+    ) {
+        let (worker_offset, task_offset) = super::tls_offsets();
+        if area.is_none() {
+            let recycled = self.areas.lock().pop();
+            let reused = recycled.is_some();
+            let Some(mut new) = recycled.or_else(Area::new) else {
+                return; // out of memory for an area: the coroutine shares the worker's identity
+            };
+            let (low, high) = co.stack_bounds();
+            new.attach(low, high, self.tid.load(Ordering::Relaxed), reused);
+            // SAFETY: `task_offset` is the offset of the static `TASK` thread-local.
+            unsafe { new.write_tls(task_offset, task as *const Task as usize) };
+            // SAFETY: the area is complete (descriptor, TLS, DTV) and lives as long as the task.
+            unsafe { co.set_thread_pointer(new.tp()) };
+            *area = Some(new);
+        }
+        if let Some(area) = area {
+            area.set_tid(self.tid.load(Ordering::Relaxed));
+            // SAFETY: `worker_offset` is the offset of the static `WORKER` thread-local.
+            unsafe { area.write_tls(worker_offset, self as *const Worker as usize) };
+        }
+    }
+
+    /// Keeps a finished coroutine's thread area for the next one (its malloc cache with it).
+    fn recycle_area(&self, area: Area) {
+        if identity::modules_changed() {
+            return; // images changed since start: do not reuse blocks we cannot refresh fully
+        }
+        let mut pool = self.areas.lock();
+        if pool.len() < AREA_POOL {
+            pool.push(area);
         }
     }
 

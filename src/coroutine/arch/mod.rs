@@ -1,6 +1,7 @@
 //! The machine-specific half of the context switch.
 //!
-//! Each supported architecture provides the same five items:
+//! Each supported architecture provides the same items (plus `resume_tp`, a resume that also
+//! installs the coroutine's own thread pointer, and `probe_fs_writer`):
 //! - `init_frame`: lay out a fresh stack so that the first switch enters the trampoline;
 //! - `initial_closure`: the closure pointer `init_frame` stored, before the first switch;
 //! - `resume`: save the resumer's context, run the coroutine, return what it sent;

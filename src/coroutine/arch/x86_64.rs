@@ -210,3 +210,135 @@ pub(crate) unsafe fn switch_final(value: usize, tag: usize, link: *mut usize) ->
         )
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Switching the thread pointer too.
+//
+// A coroutine may run with its own thread pointer (the FS base: glibc's thread descriptor and
+// every thread-local live behind it). Only the *resumer* deals with it, inside the same asm
+// block as the stack switch: it saves its own thread pointer (read from `fs:[0]`, where glibc
+// keeps a pointer to the descriptor itself) in a slot of the coroutine's header, installs the
+// coroutine's, and `call`s into the coroutine; when the coroutine suspends or finishes, its
+// `ret` lands back in this block with `rcx` = the link slot (both `suspend` and
+// `switch_final` leave it there), and the resumer reinstalls its own thread pointer before any
+// Rust code runs. So no thread-local access can fall between an FS write and the stack switch
+// it belongs with, and the coroutine side of a switch costs nothing extra.
+//
+// `wrfsbase` is used when the kernel enabled it for user space (AT_HWCAP2 bit FSGSBASE);
+// otherwise (old kernels, valgrind) `arch_prctl(ARCH_SET_FS)`, a system call, inside the asm.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Where `resume_tp` saves the resumer's thread pointer: this many bytes past the link slot
+/// (the `resumer_tp` field of the coroutine's header).
+pub(crate) const RESUMER_TP_OFFSET: usize = 16;
+
+/// 0: not probed yet, 1: `wrfsbase`, 2: `arch_prctl`.
+static FS_WRITER: AtomicU8 = AtomicU8::new(0);
+const WRFSBASE: u8 = 1;
+const ARCH_PRCTL: u8 = 2;
+
+/// Decides once how to write the FS base. Call before the first [`resume_tp`].
+pub(crate) fn probe_fs_writer() {
+    if FS_WRITER.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    const HWCAP2_FSGSBASE: libc::c_ulong = 1 << 1;
+    // SAFETY: getauxval has no preconditions.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    let writer = if hwcap2 & HWCAP2_FSGSBASE != 0 {
+        WRFSBASE
+    } else {
+        ARCH_PRCTL
+    };
+    FS_WRITER.store(writer, Ordering::Relaxed);
+}
+
+/// Whether `wrfsbase` is used (else `arch_prctl`); for diagnostics.
+pub(crate) fn uses_wrfsbase() -> bool {
+    FS_WRITER.load(Ordering::Relaxed) == WRFSBASE
+}
+
+/// [`resume`], running the coroutine with thread pointer `tp` and restoring ours afterwards.
+///
+/// # Safety
+/// As for [`resume`]; `tp` must be a complete thread pointer (see
+/// `Coroutine::set_thread_pointer`), and the header at `link` must have its resumer slot at
+/// [`RESUMER_TP_OFFSET`].
+#[inline(always)]
+pub(crate) unsafe fn resume_tp(
+    value: usize,
+    tag: usize,
+    link: *mut usize,
+    tp: usize,
+) -> (usize, usize) {
+    let (value_out, tag_out);
+    if FS_WRITER.load(Ordering::Relaxed) == WRFSBASE {
+        // SAFETY: as for `resume`, plus: fs:[0] is the current thread descriptor's self
+        // pointer; the FS base is the coroutine's only between the `wrfsbase` before the call
+        // and the one after it returns, both in this block.
+        unsafe {
+            asm!(
+                "push rbp",
+                "push rbx",
+                "mov r8, qword ptr fs:[0]",
+                "mov [rcx + {slot}], r8",
+                "wrfsbase r10",
+                "mov rax, [rcx]",
+                "call [rax]",
+                "mov r8, [rcx + {slot}]",
+                "wrfsbase r8",
+                "pop rbx",
+                "pop rbp",
+                slot = const RESUMER_TP_OFFSET,
+                inlateout("rdi") value => value_out,
+                inlateout("rsi") tag => tag_out,
+                inlateout("rcx") link => _,
+                inlateout("r10") tp => _,
+                lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+                clobber_abi("sysv64"),
+            );
+        }
+    } else {
+        // SAFETY: as above, with arch_prctl(ARCH_SET_FS), which clobbers rcx, r11 and rax:
+        // the link and the values travelling in rdi/rsi are kept on the stack around it.
+        unsafe {
+            asm!(
+                "push rbp",
+                "push rbx",
+                "mov r8, qword ptr fs:[0]",
+                "mov [rcx + {slot}], r8",
+                "push rcx",
+                "push rdi",
+                "push rsi",
+                "mov eax, 158",
+                "mov edi, 0x1002",
+                "mov rsi, r10",
+                "syscall",
+                "pop rsi",
+                "pop rdi",
+                "pop rcx",
+                "mov rax, [rcx]",
+                "call [rax]",
+                "push rdi",
+                "push rsi",
+                "mov eax, 158",
+                "mov edi, 0x1002",
+                "mov rsi, [rcx + {slot}]",
+                "syscall",
+                "pop rsi",
+                "pop rdi",
+                "pop rbx",
+                "pop rbp",
+                slot = const RESUMER_TP_OFFSET,
+                inlateout("rdi") value => value_out,
+                inlateout("rsi") tag => tag_out,
+                inlateout("rcx") link => _,
+                inlateout("r10") tp => _,
+                lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+                clobber_abi("sysv64"),
+            );
+        }
+    }
+    (value_out, tag_out)
+}
