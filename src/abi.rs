@@ -115,6 +115,8 @@ pub struct StatsV1 {
     pub pooled_stacks: u64,
     /// Threads in the blocking pool.
     pub blocking_threads: u64,
+    /// Coroutine dumps printed so far.
+    pub dumps: u64,
     /// Workers with a thread (the first entries of `runnable`).
     pub workers: u32,
     /// Runnable coroutines queued on each worker.

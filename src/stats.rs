@@ -26,6 +26,8 @@ pub struct Stats {
     pub context_switches: u64,
     /// Threads in the blocking pool (DNS, `corun::unblock`).
     pub blocking_threads: u64,
+    /// Coroutine dumps printed so far (see `CORUN_DUMP`).
+    pub dumps: u64,
 }
 
 impl Stats {
@@ -74,6 +76,7 @@ pub fn stats() -> Option<Stats> {
         futex_waiters: 0,
         pooled_stacks: 0,
         blocking_threads: 0,
+        dumps: 0,
         workers: 0,
         runnable: [0; STATS_MAX_WORKERS],
     };
@@ -93,5 +96,6 @@ pub fn stats() -> Option<Stats> {
         pooled_stacks: raw.pooled_stacks,
         context_switches: raw.context_switches,
         blocking_threads: raw.blocking_threads,
+        dumps: raw.dumps,
     })
 }

@@ -27,7 +27,9 @@ fn blocked_in_read(mut stream: TcpStream) -> usize {
 
 #[inline(never)]
 fn blocked_in_sleep() {
-    std::thread::sleep(Duration::from_secs(4));
+    // Longer than the test: the child exits without joining it, so its state in the dump does
+    // not depend on how fast a loaded machine produces the dump.
+    std::thread::sleep(Duration::from_secs(600));
 }
 
 #[inline(never)]
@@ -147,13 +149,16 @@ fn a_signal_dumps_named_coroutines_blocked_in_read_sleep_and_a_mutex() {
                 std::thread::sleep(Duration::from_millis(50));
                 // SAFETY: raising SIGQUIT, which the runtime handles (CORUN_DUMP=1).
                 assert_eq!(unsafe { libc::raise(libc::SIGQUIT) }, 0);
-                std::thread::sleep(Duration::from_millis(500));
+                // Resolving symbols is slow (more so in a debug build on a busy machine).
+                wait_for("the dump", Duration::from_secs(30), || {
+                    corun::stats().unwrap().dumps == 1
+                });
                 // The program carries on after the dump.
                 drop(guard);
                 (&client).write_all(b"hello").unwrap();
                 assert_eq!(join_within(reader, Duration::from_secs(5), "reader"), 5);
                 assert_eq!(join_within(locker, Duration::from_secs(5), "locker"), 3);
-                join_within(sleeper, Duration::from_secs(5), "sleeper");
+                drop(sleeper); // still asleep; the child exits without it
                 println!("carried on after the dump");
             })
     else {
@@ -204,12 +209,15 @@ fn another_dump_signal_can_be_chosen() {
         .run(|| {
             let sleeper = corun::Builder::new()
                 .name("napper".into())
-                .spawn(|| std::thread::sleep(Duration::from_millis(2500)))
+                .spawn(|| std::thread::sleep(Duration::from_secs(600)))
                 .unwrap();
             std::thread::sleep(Duration::from_millis(100));
             // SAFETY: raising SIGUSR1, which the runtime handles (CORUN_DUMP_SIGNAL=USR1).
             assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
-            join_within(sleeper, Duration::from_secs(5), "napper");
+            wait_for("the dump", Duration::from_secs(30), || {
+                corun::stats().unwrap().dumps == 1
+            });
+            drop(sleeper); // still asleep; the child exits without it
         })
     else {
         return; // in the child

@@ -10,7 +10,7 @@ use corun::abi::{
 use corun::coroutine::DefaultStack;
 
 use crate::config;
-use crate::hooks::guard;
+use crate::hooks::guard_abi;
 use crate::runtime::task::{Task, WaitInfo};
 use crate::runtime::{self, current};
 
@@ -57,7 +57,7 @@ unsafe extern "C" fn spawn(
     handle: *mut TaskHandle,
     error: *mut ErrorBuf,
 ) -> i32 {
-    guard(&"corun_spawn", || {
+    guard_abi("corun_spawn", || {
         // SAFETY: the front-end passes a valid SpawnOptions.
         let options = unsafe { &*options };
         let name = if options.name_ptr.is_null() {
@@ -98,7 +98,7 @@ unsafe fn task<'a>(handle: TaskHandle) -> &'a Task {
 }
 
 unsafe extern "C" fn join(handle: TaskHandle) {
-    guard(&"corun_join", || {
+    guard_abi("corun_join", || {
         // SAFETY: the front-end passes a live handle.
         let target = unsafe { task(handle) };
         match current::task() {
@@ -117,34 +117,34 @@ unsafe extern "C" fn join(handle: TaskHandle) {
 
 unsafe extern "C" fn is_finished(handle: TaskHandle) -> bool {
     // SAFETY: the front-end passes a live handle.
-    guard(&"corun_is_finished", || {
+    guard_abi("corun_is_finished", || {
         unsafe { task(handle) }.is_finished()
     })
 }
 
 unsafe extern "C" fn release(handle: TaskHandle) {
-    guard(&"corun_release", || {
+    guard_abi("corun_release", || {
         // SAFETY: the handle owns one strong count, given up here exactly once.
         drop(unsafe { Arc::from_raw(handle as *const Task) });
     })
 }
 
 unsafe extern "C" fn yield_now() {
-    guard(&"corun_yield_now", || match current::task() {
+    guard_abi("corun_yield_now", || match current::task() {
         Some(current) => runtime::yield_now(&current),
         None => crate::sync::sched_yield(),
     })
 }
 
 unsafe extern "C" fn current_id() -> u64 {
-    guard(&"corun_current_id", || {
+    guard_abi("corun_current_id", || {
         current::task().map_or(0, |c| c.task().id())
     })
 }
 
 unsafe extern "C" fn task_id(handle: TaskHandle) -> u64 {
     // SAFETY: the front-end passes a live handle.
-    guard(&"corun_task_id", || unsafe { task(handle) }.id())
+    guard_abi("corun_task_id", || unsafe { task(handle) }.id())
 }
 
 /// Lets a raw pointer travel to a pool thread.
@@ -154,7 +154,7 @@ struct SendPtr(*mut c_void);
 unsafe impl Send for SendPtr {}
 
 unsafe extern "C" fn unblock(f: UnblockFn, data: *mut c_void) {
-    guard(&"corun_unblock", || match current::task() {
+    guard_abi("corun_unblock", || match current::task() {
         Some(current) => {
             let data = SendPtr(data);
             runtime::blocking::run(&current, "corun::unblock", move || {
@@ -169,7 +169,7 @@ unsafe extern "C" fn unblock(f: UnblockFn, data: *mut c_void) {
 }
 
 unsafe extern "C" fn stats(out: *mut StatsV1) {
-    guard(&"corun_stats", || {
+    guard_abi("corun_stats", || {
         let mut stats = StatsV1 {
             spawned: 0,
             started: 0,
@@ -179,6 +179,7 @@ unsafe extern "C" fn stats(out: *mut StatsV1) {
             futex_waiters: crate::futex::waiting() as u64,
             pooled_stacks: corun::coroutine::pooled_stacks() as u64,
             blocking_threads: runtime::blocking::threads() as u64,
+            dumps: runtime::sysmon::dumps_printed(),
             workers: 0,
             runnable: [0; STATS_MAX_WORKERS],
         };

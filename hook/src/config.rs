@@ -17,7 +17,8 @@ pub struct Config {
     pub workers: usize,
     /// Default coroutine stack size in bytes (`CORUN_STACK_SIZE`; default 256 KiB).
     pub stack_size: usize,
-    /// Stacks kept per size class for reuse (`CORUN_STACK_POOL`; default 1024).
+    /// The most stacks kept per size class for reuse (`CORUN_STACK_POOL`; default 16384). The
+    /// monitor unmaps idle stacks beyond 256 per class, half of them per second.
     pub stack_pool: usize,
     /// Threads of the blocking pool (`CORUN_BLOCKING_THREADS`; default 8).
     pub blocking_threads: usize,
@@ -119,7 +120,7 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         &lookup,
         "CORUN_STACK_POOL",
         "a whole number from 0 to 1000000",
-        || 1024,
+        || 16384,
         |t| parse_count(t).filter(|n| *n <= 1_000_000),
     )?;
     let blocking_threads = var(
@@ -240,7 +241,7 @@ mod tests {
         let config = with(&[]).unwrap();
         assert!((1..=MAX_WORKERS).contains(&config.workers));
         assert_eq!(config.stack_size, 256 * 1024);
-        assert_eq!(config.stack_pool, 1024);
+        assert_eq!(config.stack_pool, 16384);
         assert_eq!(config.stuck_ms, 100);
         assert!(!config.migrate);
         assert_eq!(config.dump_signal, None);

@@ -18,14 +18,17 @@
 //! glibc's own `_thread_db_*` tables). Anywhere else, or with `CORUN_TLS=shared`, coroutines
 //! share their worker's identity, and corun says so once.
 //!
-//! Known limit: the static-TLS (initial-exec) blocks of a library `dlopen`ed after the runtime
-//! started are not copied into areas; such a library's thread-locals in a coroutine read as
-//! zero until it writes them, and a recycled area keeps what the previous coroutine wrote.
+//! Known limit: the static-TLS (initial-exec) block of a library `dlopen`ed while coroutines
+//! are running is not initialised in the areas those coroutines already use (glibc initialises
+//! it only in the threads it knows): there, the library's initial-exec thread-locals read as
+//! zero until written. Areas created later get it from glibc; recycled areas get it when they
+//! are reused (the runtime notices the load and refreshes its list of TLS images).
 
 use std::ffi::{c_void, CStr};
 use std::sync::OnceLock;
 
 use crate::log;
+use crate::sync::SpinLock;
 
 /// Byte offsets in glibc 2.36's `struct pthread` on x86_64 (checked by `verify`).
 mod layout {
@@ -64,11 +67,9 @@ struct Glibc {
     pthread_keys: usize,
     /// Offset of libc's `__resp` thread-local from the thread pointer.
     resp_offset: isize,
-    /// The TLS images of every module but libc, as (offset below the thread pointer, image,
-    /// initialised size, total size).
-    images: Vec<TlsImage>,
-    /// `dl_iterate_phdr`'s load counter when `images` was taken.
-    loads: u64,
+    /// The TLS images of every module but libc, and `dl_iterate_phdr`'s load counter when
+    /// they were taken (refreshed when libraries are loaded later).
+    images: SpinLock<(Vec<TlsImage>, u64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -178,16 +179,10 @@ impl Glibc {
                 )?),
                 pthread_keys: symbol(c"__pthread_keys", private)?,
                 resp_offset: symbol(c"__resp", private)? as isize - thread_pointer() as isize,
-                images: Vec::new(),
-                loads: 0,
+                images: SpinLock::new(tls_images()),
             }
         };
-        let (images, loads) = tls_images()?;
-        Ok(Glibc {
-            images,
-            loads,
-            ..glibc
-        })
+        Ok(glibc)
     }
 }
 
@@ -233,7 +228,7 @@ fn verify() -> Result<(), String> {
 
 /// The TLS image of every loaded module except libc's, located relative to this thread's
 /// thread pointer.
-fn tls_images() -> Result<(Vec<TlsImage>, u64), String> {
+fn tls_images() -> (Vec<TlsImage>, u64) {
     struct Collect {
         tp: usize,
         images: Vec<TlsImage>,
@@ -279,7 +274,7 @@ fn tls_images() -> Result<(Vec<TlsImage>, u64), String> {
     };
     // SAFETY: the callback only reads the info it is given.
     unsafe { libc::dl_iterate_phdr(Some(each), (&mut collect as *mut Collect).cast()) };
-    Ok((collect.images, collect.loads))
+    (collect.images, collect.loads)
 }
 
 /// One thread area: the value the FS base takes while a coroutine runs.
@@ -349,7 +344,7 @@ impl Area {
             *((self.tp + layout::STACKBLOCK_SIZE) as *mut usize) = stack_high - stack_low;
             *((self.tp + layout::TID) as *mut i32) = tid;
             if recycled {
-                for image in &glibc.images {
+                for image in glibc.images.lock().0.iter() {
                     let block = (self.tp - image.below_tp) as *mut u8;
                     std::ptr::copy_nonoverlapping(image.image as *const u8, block, image.filesz);
                     std::ptr::write_bytes(block.add(image.filesz), 0, image.memsz - image.filesz);
@@ -471,11 +466,12 @@ unsafe fn run_key_destructors(tp: usize, keys: usize) {
     }
 }
 
-/// Whether libraries were loaded since the TLS images were taken (their static TLS is then
-/// missing from areas; see the module documentation).
-pub fn modules_changed() -> bool {
+/// Takes the TLS images again if libraries were loaded since they were taken, so recycled
+/// areas get the new modules' blocks initialised too. Call it on a worker thread (a new
+/// module's block is located through the calling thread's copy).
+pub fn refresh_images() {
     let Some(glibc) = GLIBC.get().and_then(Option::as_ref) else {
-        return false;
+        return;
     };
     struct Loads(u64);
     unsafe extern "C" fn each(
@@ -490,5 +486,8 @@ pub fn modules_changed() -> bool {
     let mut loads = Loads(0);
     // SAFETY: the callback only reads the info it is given.
     unsafe { libc::dl_iterate_phdr(Some(each), (&mut loads as *mut Loads).cast()) };
-    loads.0 != glibc.loads
+    if loads.0 != glibc.images.lock().1 {
+        let fresh = tls_images();
+        *glibc.images.lock() = fresh;
+    }
 }

@@ -107,7 +107,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32) {
         raw_syscall::syscall6(
             libc::SYS_futex as usize,
             word.as_ptr() as usize,
-            libc::FUTEX_WAIT as usize,
+            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
             expected as usize,
             0,
             0,
@@ -123,7 +123,7 @@ pub fn futex_wake(word: &AtomicU32, count: i32) {
         raw_syscall::syscall6(
             libc::SYS_futex as usize,
             word.as_ptr() as usize,
-            libc::FUTEX_WAKE as usize,
+            (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize,
             count as usize,
             0,
             0,

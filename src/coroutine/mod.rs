@@ -43,7 +43,9 @@ pub fn thread_pointer_switch_is_wrfsbase() -> bool {
     arch::probe_fs_writer();
     arch::uses_wrfsbase()
 }
-pub use stack::{pooled_stacks, set_pool_capacity, DefaultStack, Stack, DEFAULT_STACK_SIZE};
+pub use stack::{
+    pooled_stacks, set_pool_capacity, trim_pool, DefaultStack, Stack, DEFAULT_STACK_SIZE,
+};
 
 /// What [`Coroutine::resume`] returns: the coroutine suspended with a value, or finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

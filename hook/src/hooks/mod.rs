@@ -26,6 +26,28 @@ use crate::real;
 use crate::runtime::current::{self, CurrentTask};
 use crate::runtime::timer;
 
+/// Runs the body of one of the runtime's own C-ABI functions (spawn, join …): like [`guard`],
+/// a panic aborts with a message naming it, but nothing is recorded about the caller (these
+/// are not libc calls a coroutine could be stuck in).
+#[inline(always)]
+pub fn guard_abi<R>(name: &str, body: impl FnOnce() -> R) -> R {
+    match panic::catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => abort_after_panic(name, payload.as_ref()),
+    }
+}
+
+/// Ends the process after a panic inside corun's own code called from C.
+#[cold]
+fn abort_after_panic(name: &str, payload: &(dyn std::any::Any + Send)) -> ! {
+    let what = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic");
+    crate::log::fatal(format_args!("internal error in `{name}`: {what}"))
+}
+
 /// Runs a hook's body; a panic inside aborts the process with a message naming the hook.
 /// Inside a coroutine it also records which hook the coroutine is in, for the stuck-worker
 /// warning (a coroutine that runs for long inside a hook is in libc's blocking call).
@@ -41,14 +63,7 @@ pub fn guard<R>(name: &'static &'static str, body: impl FnOnce() -> R) -> R {
     }
     match outcome {
         Ok(value) => value,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a panic");
-            crate::log::fatal(format_args!("internal error in the `{name}` hook: {what}"))
-        }
+        Err(payload) => abort_after_panic(name, payload.as_ref()),
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Runtime {
     entered: AtomicU32,
     /// Tasks spawned so far.
     spawned: AtomicU64,
+    /// Workers spinning for work before they sleep (at most one).
+    spinning: AtomicUsize,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -96,6 +98,7 @@ impl Runtime {
             injector: SegQueue::new(),
             entered: AtomicU32::new(0),
             spawned: AtomicU64::new(0),
+            spinning: AtomicUsize::new(0),
         }
     }
 
@@ -167,11 +170,26 @@ impl Runtime {
         self.spawned.fetch_add(1, Ordering::Relaxed);
         registry::insert(&task);
         self.injector.push(task);
-        // The current worker (if the spawner is a coroutine) will find it itself when it
-        // next looks; otherwise wake one sleeper.
+        // A spinning worker will find it; otherwise wake one sleeper. (The current worker, if
+        // the spawner is a coroutine, also finds it when it next looks.)
+        if self.spinning.load(Ordering::SeqCst) > 0 {
+            return;
+        }
         if let Some(sleeper) = self.workers().iter().find(|w| w.is_sleeping()) {
             sleeper.wake();
         }
+    }
+
+    /// Lets the caller spin for work if no other worker does; true if it may.
+    pub(crate) fn start_spinning(&self) -> bool {
+        self.spinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Ends a spin started with [`start_spinning`](Self::start_spinning).
+    pub(crate) fn stop_spinning(&self) {
+        self.spinning.store(0, Ordering::SeqCst);
     }
 
     /// Tasks spawned so far.

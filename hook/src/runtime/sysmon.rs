@@ -1,6 +1,7 @@
 //! The monitor thread: coroutine dumps on a signal, and the stuck-worker guard.
 //!
-//! It runs only if one of them is on (`CORUN_DUMP=1`, or `CORUN_STUCK_MS` > 0, the default).
+//! It also trims the stack pool: stacks left over from a burst of coroutines are unmapped, half
+//! of the excess over 256 per size class every second.
 //!
 //! **Stuck workers.** A worker that has run one coroutine for longer than `CORUN_STUCK_MS`
 //! without switching (a CPU loop, or a blocking call corun does not intercept) stalls the
@@ -12,7 +13,7 @@
 //! thread, which resumes them there (moving them across threads; see README for the
 //! thread-local caveat).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::timer::now_ns;
@@ -24,13 +25,22 @@ use corun::raw_syscall;
 
 /// Bumped by the dump signal handler; the monitor waits on it.
 static DUMP_REQUESTS: AtomicU32 = AtomicU32::new(0);
+/// Dumps written so far.
+static DUMPS_PRINTED: AtomicU64 = AtomicU64::new(0);
 
-/// Starts the monitor if dumps or the stuck-worker guard are on.
+/// How many coroutine dumps have been written (for stats).
+pub fn dumps_printed() -> u64 {
+    DUMPS_PRINTED.load(Ordering::SeqCst)
+}
+
+/// Pooled stacks per size class the monitor leaves alone when it trims the pool.
+const POOL_KEEP: usize = 256;
+/// How often the monitor trims the stack pool.
+const TRIM_EVERY_NS: u64 = 1_000_000_000;
+
+/// Starts the monitor: dumps, the stuck-worker guard, and trimming the stack pool.
 pub fn start(runtime: &'static Runtime) {
     let config = config::get();
-    if config.stuck_ms == 0 && config.dump_signal.is_none() {
-        return;
-    }
     if let Some(signal) = config.dump_signal {
         install_dump_handler(signal);
     }
@@ -76,7 +86,7 @@ fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
         raw_syscall::syscall6(
             libc::SYS_futex as usize,
             word.as_ptr() as usize,
-            libc::FUTEX_WAIT as usize,
+            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
             expected as usize,
             &ts as *const libc::timespec as usize,
             0,
@@ -88,13 +98,15 @@ fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
 fn monitor(runtime: &'static Runtime) {
     let config = config::get();
     let tick = if config.stuck_ms == 0 {
-        Duration::from_secs(3600)
+        Duration::from_millis(250)
     } else {
         Duration::from_millis((config.stuck_ms / 4).clamp(5, 100))
     };
+    let mut last_trim = now_ns();
     let mut dumps_done = 0;
-    // Per worker slot: the `running_since` of the incident already reported.
-    let mut reported = vec![0u64; runtime.all_workers().len()];
+    // Per worker slot: what the worker ran when last looked at, since when, and whether that
+    // incident was reported.
+    let mut watch = vec![Watch::default(); runtime.all_workers().len()];
     loop {
         let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
         if requests == dumps_done {
@@ -106,7 +118,11 @@ fn monitor(runtime: &'static Runtime) {
             print_dump(runtime);
         }
         if config.stuck_ms > 0 {
-            check_stuck(runtime, config.stuck_ms, config.migrate, &mut reported);
+            check_stuck(runtime, config.stuck_ms, config.migrate, &mut watch);
+        }
+        if now_ns().saturating_sub(last_trim) >= TRIM_EVERY_NS {
+            last_trim = now_ns();
+            corun::coroutine::trim_pool(POOL_KEEP);
         }
     }
 }
@@ -138,20 +154,43 @@ fn print_dump(runtime: &'static Runtime) {
     let entries = dump::snapshot(runtime, &registry::snapshot(), &traced);
     let text = dump::render(&entries, workers.len());
     raw_syscall::write_all(2, text.as_bytes());
+    DUMPS_PRINTED.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Warns about (and works around) workers stuck in one coroutine.
-fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, reported: &mut [u64]) {
+/// What the monitor last saw a worker do.
+#[derive(Clone, Copy, Default)]
+struct Watch {
+    /// The worker's resume count then (it changes on every switch).
+    switches: u64,
+    /// When that count was first seen while the worker was running a task (monotonic ns).
+    since: u64,
+    reported: bool,
+}
+
+/// Warns about (and works around) workers stuck in one coroutine: the same task running with
+/// the same resume count for longer than the threshold.
+fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &mut [Watch]) {
     let threshold = stuck_ms * 1_000_000;
     let now = now_ns();
     for worker in runtime.workers() {
-        let Some((task, since)) = worker.running() else {
+        let seen = &mut watch[worker.index()];
+        let Some((task, switches)) = worker.running() else {
+            seen.since = 0;
             continue;
         };
-        if now.saturating_sub(since) < threshold || reported[worker.index()] == since {
+        if seen.since == 0 || seen.switches != switches {
+            *seen = Watch {
+                switches,
+                since: now,
+                reported: false,
+            };
             continue;
         }
-        reported[worker.index()] = since;
+        if now.saturating_sub(seen.since) < threshold || seen.reported {
+            continue;
+        }
+        seen.reported = true;
+        let since = seen.since;
         let mut message = format!(
             "worker {} has run {} for {} ms without switching",
             worker.index(),
@@ -160,7 +199,7 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, reported
         );
         match task.in_call() {
             Some(call) => message.push_str(&format!(
-                ", inside `{call}`, which libc is doing for it (corun cannot suspend it there)"
+                ", inside `{call}`, which passes through to libc there (corun cannot suspend it)"
             )),
             None => {
                 message.push_str(" (a CPU-bound loop, or a blocking call corun does not intercept)")

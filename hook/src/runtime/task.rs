@@ -63,6 +63,11 @@ const PARKED: u8 = 1;
 /// A wake-up arrived while it was not parked; its next `Park` returns at once.
 const NOTIFIED: u8 = 2;
 
+// Join states (`Task::finished`).
+const RUNNING: u32 = 0;
+const RUNNING_JOINED: u32 = 2;
+const FINISHED: u32 = 1;
+
 /// Not assigned to a worker yet (never started).
 pub const NO_WORKER: usize = usize::MAX;
 
@@ -82,7 +87,7 @@ pub struct Task {
     state: AtomicU8,
     /// Incremented by every wait; a wake-up names the wait it is for.
     wait_seq: AtomicU64,
-    /// 0 while running, 1 once finished (a futex word for threads that join).
+    /// `RUNNING`, `RUNNING_JOINED` (a thread waits on this futex word) or `FINISHED`.
     finished: AtomicU32,
     /// A coroutine waiting in `join`, with the wait it is in.
     joiner: SpinLock<Option<(Arc<Task>, u64)>>,
@@ -309,18 +314,20 @@ impl Task {
 
     /// Whether the coroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire) == 1
+        self.finished.load(Ordering::Acquire) == FINISHED
     }
 
     /// Marks the task finished and wakes whoever joins it. Returns a joining coroutine to
     /// queue, if there is one.
     pub fn finish(&self) -> Option<Arc<Task>> {
-        let joiner = {
+        let (joiner, thread_waits) = {
             let mut joiner = self.joiner.lock();
-            self.finished.store(1, Ordering::Release);
-            joiner.take()
+            let before = self.finished.swap(FINISHED, Ordering::AcqRel);
+            (joiner.take(), before == RUNNING_JOINED)
         };
-        futex_wake(&self.finished, i32::MAX);
+        if thread_waits {
+            futex_wake(&self.finished, i32::MAX);
+        }
         joiner.and_then(|(task, token)| task.wake(token).then_some(task))
     }
 
@@ -337,8 +344,16 @@ impl Task {
 
     /// Blocks the calling OS thread until the task has finished.
     pub fn wait_finished_blocking(&self) {
-        while self.finished.load(Ordering::Acquire) == 0 {
-            futex_wait(&self.finished, 0);
+        loop {
+            match self.finished.compare_exchange(
+                RUNNING,
+                RUNNING_JOINED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Err(FINISHED) => return,
+                _ => futex_wait(&self.finished, RUNNING_JOINED),
+            }
         }
     }
 }

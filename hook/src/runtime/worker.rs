@@ -27,6 +27,11 @@ use crate::sync::{futex_wake, SpinLock};
 /// Tasks run between two non-blocking looks at the reactor and the timers.
 const POLL_INTERVAL: u32 = 61;
 
+/// An idle worker checks its queues this many times, `SPIN_PAUSES` pause instructions apart
+/// (about 10 µs in all), before it goes to sleep.
+const SPIN_ROUNDS: u32 = 64;
+const SPIN_PAUSES: u32 = 32;
+
 /// One worker of the runtime.
 pub struct Worker {
     index: usize,
@@ -42,9 +47,8 @@ pub struct Worker {
     /// Incremented each time the worker is handed to a new thread; a thread runs the loop only
     /// while the epoch it started with is current.
     owner: AtomicU64,
-    /// When the running task was resumed (monotonic ns), 0 between tasks.
-    running_since: AtomicU64,
-    /// The running task, null between tasks (valid while `running_since != 0`).
+    /// The running task, null between tasks. With `switches`, this is all the monitor needs
+    /// to tell a worker stuck in one coroutine (no clock is read on the switch path).
     running: AtomicPtr<Task>,
     /// Statistics.
     started: AtomicU64,
@@ -59,6 +63,8 @@ pub struct Worker {
     tid: AtomicI32,
     /// Thread areas of finished coroutines, for reuse.
     areas: SpinLock<Vec<Area>>,
+    /// Areas given back so far (see `recycle_area`).
+    recycled: AtomicU64,
 }
 
 /// Thread areas kept per worker for reuse.
@@ -83,7 +89,6 @@ impl Worker {
             local: SpinLock::new(VecDeque::new()),
             timers: SpinLock::new(Timers::default()),
             owner: AtomicU64::new(0),
-            running_since: AtomicU64::new(0),
             running: AtomicPtr::new(std::ptr::null_mut()),
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -93,6 +98,7 @@ impl Worker {
             trace_done: AtomicU32::new(0),
             tid: AtomicI32::new(0),
             areas: SpinLock::new(Vec::new()),
+            recycled: AtomicU64::new(0),
         })
     }
 
@@ -142,13 +148,14 @@ impl Worker {
         self.sleeping.load(Ordering::SeqCst)
     }
 
-    /// The task it is running and since when (monotonic ns), if any.
+    /// The task it is running and the number of resumes so far (which changes with every
+    /// switch), if it is running one.
     pub fn running(&self) -> Option<(&Task, u64)> {
-        let since = self.running_since.load(Ordering::Acquire);
+        let switches = self.switches.load(Ordering::Acquire);
         let task = self.running.load(Ordering::Acquire);
         // SAFETY: a non-null `running` is the task being resumed, kept alive by the loop's Arc
         // until after `running` is cleared; the monitor reads it only for a name and an id.
-        (since != 0 && !task.is_null()).then(|| (unsafe { &*task }, since))
+        (!task.is_null()).then(|| (unsafe { &*task }, switches))
     }
 
     /// The worker's counters.
@@ -210,6 +217,19 @@ impl Worker {
                 continue;
             }
             since_poll = 0;
+            // Nothing to run: spin a little before sleeping (new work often arrives within
+            // microseconds, and waking a sleeping thread costs a system call on both sides),
+            // looking at the reactor once too. At most one worker spins at a time.
+            if runtime.start_spinning() {
+                let found = self.spin_for_work(runtime) || {
+                    self.poll(&mut events, 0);
+                    self.has_local_work()
+                };
+                runtime.stop_spinning();
+                if found {
+                    continue;
+                }
+            }
             self.sleeping.store(true, Ordering::SeqCst);
             // Re-check after announcing sleep: a task queued before `sleeping` was visible
             // would otherwise wait for the next event. (The fence pairs with the SeqCst swap
@@ -227,6 +247,19 @@ impl Worker {
             self.poll(&mut events, timeout);
             self.sleeping.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Spins for up to `SPIN_ROUNDS` checks of the queues; true if work showed up.
+    fn spin_for_work(&self, runtime: &Runtime) -> bool {
+        for _ in 0..SPIN_ROUNDS {
+            if self.has_local_work() || !runtime.injector.is_empty() {
+                return true;
+            }
+            for _ in 0..SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
+        }
+        false
     }
 
     fn has_local_work(&self) -> bool {
@@ -266,10 +299,9 @@ impl Worker {
     /// Resumes `task` until it suspends or finishes, and acts on the outcome.
     fn run_task(&self, task: Arc<Task>) {
         task.set_running();
-        self.switches.fetch_add(1, Ordering::Relaxed);
         self.running
             .store(Arc::as_ptr(&task) as *mut Task, Ordering::Release);
-        self.running_since.store(now_ns().max(1), Ordering::Release);
+        self.switches.fetch_add(1, Ordering::Release);
         let outcome = {
             let _entered = current::enter(&task);
             // SAFETY: this worker owns the task (pinned here), the thread running this loop
@@ -286,18 +318,12 @@ impl Worker {
         task.set_stopped();
         // Clear the monitor's view only if it still shows this task (after a hand-off another
         // thread may be running one of this worker's tasks by now).
-        if self
-            .running
-            .compare_exchange(
-                Arc::as_ptr(&task) as *mut Task,
-                std::ptr::null_mut(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            self.running_since.store(0, Ordering::Release);
-        }
+        let _ = self.running.compare_exchange(
+            Arc::as_ptr(&task) as *mut Task,
+            std::ptr::null_mut(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         match outcome {
             CoroutineResult::Yield(Suspend::Yield) => self.schedule(task),
             CoroutineResult::Yield(Suspend::Park) => {
@@ -353,8 +379,10 @@ impl Worker {
 
     /// Keeps a finished coroutine's thread area for the next one (its malloc cache with it).
     fn recycle_area(&self, area: Area) {
-        if identity::modules_changed() {
-            return; // images changed since start: do not reuse blocks we cannot refresh fully
+        // A library loaded since the TLS images were taken adds an image to refresh areas with.
+        // Looking costs a walk of the loaded modules, so look every 256th time.
+        if self.recycled.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
+            identity::refresh_images();
         }
         let mut pool = self.areas.lock();
         if pool.len() < AREA_POOL {

@@ -127,6 +127,12 @@ pub fn set_pool_capacity(per_class: usize) {
     pool::set_capacity(per_class)
 }
 
+/// Unmaps half of the pooled stacks of each size class beyond `keep`. Called periodically, it
+/// returns the memory of a burst of coroutines to the system within a few calls.
+pub fn trim_pool(keep: usize) {
+    pool::trim(keep)
+}
+
 // SAFETY: forwards to `S`, whose guarantees hold for as long as the borrow lasts.
 unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     fn base(&self) -> usize {

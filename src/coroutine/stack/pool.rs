@@ -14,6 +14,7 @@ const MAX_SHIFT: u32 = 26;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 
 static CAPACITY: AtomicUsize = AtomicUsize::new(1024);
+// (The runtime raises the capacity and trims idle excess with `trim`.)
 static POOLED: AtomicUsize = AtomicUsize::new(0);
 
 struct Class {
@@ -85,6 +86,24 @@ pub(super) fn give_back(mapping: Mapping) {
 
 pub(super) fn len() -> usize {
     POOLED.load(Ordering::Relaxed)
+}
+
+/// Unmaps half of the stacks each class holds beyond `keep` (so memory left over from a burst
+/// of coroutines goes back to the system over a few calls).
+pub(super) fn trim(keep: usize) {
+    for class in &POOLS {
+        let excess = class.len.load(Ordering::Relaxed).saturating_sub(keep);
+        for _ in 0..excess.div_ceil(2) {
+            match class.stacks.pop() {
+                Some(mapping) => {
+                    class.len.fetch_sub(1, Ordering::Relaxed);
+                    POOLED.fetch_sub(1, Ordering::Relaxed);
+                    drop(mapping);
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 pub(super) fn set_capacity(per_class: usize) {
