@@ -36,6 +36,7 @@ fn help_documents_every_option_and_variable() {
         "CORUN_DUMP",
         "CORUN_DUMP_SIGNAL",
         "CORUN_LOG",
+        "CORUN_TLS",
         "CORUN_HOOK",
     ] {
         assert!(

@@ -39,7 +39,8 @@ Environment read by the runtime (checked at start; a bad value stops the program
 message naming the variable):
   CORUN_WORKERS=N           worker threads, 1 to 64 (default: the CPUs available)
   CORUN_STACK_SIZE=SIZE     default coroutine stack, 16K to 1G (default 256K)
-  CORUN_STACK_POOL=N        stacks kept for reuse per size class, 0 to 1000000 (default 1024)
+  CORUN_STACK_POOL=N        most stacks kept for reuse per size class, 0 to 1000000
+                            (default 16384; idle ones beyond 256 are unmapped over time)
   CORUN_BLOCKING_THREADS=N  threads for DNS and corun::unblock, 1 to 256 (default 8)
   CORUN_STUCK_MS=MS         warn when a worker runs one coroutine longer than this, 0 = never,
                             up to 3600000 (default 100)
@@ -47,6 +48,9 @@ message naming the variable):
                             (default 0; see README: thread-locals move with them)
   CORUN_DUMP=0|1            print a coroutine dump on CORUN_DUMP_SIGNAL (default 0)
   CORUN_DUMP_SIGNAL=SIG     QUIT, USR1, USR2 or a number (default QUIT)
+  CORUN_TLS=MODE            isolated: each coroutine has its own thread identity
+                            (thread_local!, ThreadId, errno); shared: coroutines share
+                            their worker's (faster switch, less memory) (default isolated)
   CORUN_LOG=LEVEL           error, warn, info or debug (default warn)
   CORUN_HOOK=PATH           (launcher only) where libcorun_hook.so is
 ";
