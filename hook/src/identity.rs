@@ -18,11 +18,12 @@
 //! glibc's own `_thread_db_*` tables). Anywhere else, or with `CORUN_TLS=shared`, coroutines
 //! share their worker's identity, and corun says so once.
 //!
-//! Known limit: the static-TLS (initial-exec) block of a library `dlopen`ed while coroutines
-//! are running is not initialised in the areas those coroutines already use (glibc initialises
-//! it only in the threads it knows): there, the library's initial-exec thread-locals read as
-//! zero until written. Areas created later get it from glibc; recycled areas get it when they
-//! are reused (the runtime notices the load and refreshes its list of TLS images).
+//! Libraries loaded later: a recycled area gets fresh static blocks for them (the `dlopen` hook
+//! makes the runtime retake its list of TLS images) and loses their dynamic blocks (glibc
+//! allocates fresh ones on first use). Known limit: the static-TLS (initial-exec) block of a
+//! library `dlopen`ed while a coroutine runs is not initialised in that coroutine's area
+//! (glibc initialises it only in the threads it knows): there, the library's initial-exec
+//! thread-locals read as zero until written.
 
 use std::ffi::{c_void, CStr};
 use std::sync::OnceLock;
@@ -33,6 +34,7 @@ use crate::sync::SpinLock;
 /// Byte offsets in glibc 2.36's `struct pthread` on x86_64 (checked by `verify`).
 mod layout {
     pub const TCB: usize = 0;
+    pub const DTV: usize = 8;
     pub const SELF: usize = 16;
     pub const MULTIPLE_THREADS: usize = 24;
     pub const SYSINFO: usize = 32;
@@ -67,9 +69,22 @@ struct Glibc {
     pthread_keys: usize,
     /// Offset of libc's `__resp` thread-local from the thread pointer.
     resp_offset: isize,
-    /// The TLS images of every module but libc, and `dl_iterate_phdr`'s load counter when
-    /// they were taken (refreshed when libraries are loaded later).
-    images: SpinLock<(Vec<TlsImage>, u64)>,
+    /// Size of the static TLS region below the thread pointer.
+    static_size: usize,
+    /// What recycled areas are refreshed with (retaken when libraries are loaded later).
+    images: SpinLock<Images>,
+}
+
+/// The modules' TLS, as seen from a thread: static blocks (at fixed offsets below the thread
+/// pointer) to copy images into, dynamic ones (heap blocks behind the DTV) to drop.
+#[derive(Default)]
+struct Images {
+    statics: Vec<TlsImage>,
+    /// TLS module ids whose blocks are allocated on demand (libraries `dlopen`ed with
+    /// general-dynamic TLS).
+    dynamic: Vec<usize>,
+    /// `dl_iterate_phdr`'s load counter when taken.
+    loads: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -179,9 +194,11 @@ impl Glibc {
                 )?),
                 pthread_keys: symbol(c"__pthread_keys", private)?,
                 resp_offset: symbol(c"__resp", private)? as isize - thread_pointer() as isize,
-                images: SpinLock::new(tls_images()),
+                static_size: static_tls_size(symbol(c"_dl_get_tls_static_info", private)?),
+                images: SpinLock::new(Images::default()),
             }
         };
+        *glibc.images.lock() = tls_images(glibc.static_size);
         Ok(glibc)
     }
 }
@@ -226,13 +243,28 @@ fn verify() -> Result<(), String> {
     Ok(())
 }
 
-/// The TLS image of every loaded module except libc's, located relative to this thread's
-/// thread pointer.
-fn tls_images() -> (Vec<TlsImage>, u64) {
+/// The size of the static TLS region, from `_dl_get_tls_static_info`.
+fn static_tls_size(get_info: usize) -> usize {
+    let (mut size, mut align) = (0usize, 0usize);
+    // SAFETY: `void _dl_get_tls_static_info(size_t *sizep, size_t *alignp)` in glibc 2.36.
+    unsafe {
+        let get_info: unsafe extern "C" fn(*mut usize, *mut usize) = std::mem::transmute(get_info);
+        get_info(&mut size, &mut align);
+    }
+    size
+}
+
+/// The TLS of every loaded module except libc's: a module with a static TLS offset (assigned
+/// at startup, or for an initial-exec library `dlopen`ed later) gets its image copied into
+/// recycled areas; any other is dynamic (its blocks are dropped from recycled areas).
+///
+/// The static offsets come from the loader's own `link_map`s (`l_tls_offset`, located through
+/// glibc's `_thread_db_link_map_*` tables), read while `dl_iterate_phdr` holds the loader's lock.
+fn tls_images(static_size: usize) -> Images {
     struct Collect {
-        tp: usize,
-        images: Vec<TlsImage>,
-        loads: u64,
+        offsets: Option<Vec<(usize, usize)>>,
+        static_size: usize,
+        images: Images,
     }
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
@@ -241,8 +273,13 @@ fn tls_images() -> (Vec<TlsImage>, u64) {
     ) -> libc::c_int {
         // SAFETY: dl_iterate_phdr passes a valid info and our `Collect`.
         let (info, out) = unsafe { (&*info, &mut *(data as *mut Collect)) };
-        out.loads = info.dlpi_adds;
-        if info.dlpi_tls_modid == 0 {
+        out.images.loads = info.dlpi_adds;
+        // SAFETY: the loader's lock is held for the whole walk, so its link maps are stable.
+        let offsets = out
+            .offsets
+            .get_or_insert_with(|| unsafe { static_tls_offsets() });
+        let modid = info.dlpi_tls_modid;
+        if modid == 0 {
             return 0;
         }
         // SAFETY: a NUL-terminated name (possibly empty) for every module.
@@ -250,16 +287,21 @@ fn tls_images() -> (Vec<TlsImage>, u64) {
         if name.ends_with("/libc.so.6") {
             return 0; // libc's block (malloc cache, errno …) stays with the area
         }
-        if info.dlpi_tls_data.is_null() {
-            // Dynamic TLS (a dlopen'ed module) not allocated in this thread: areas allocate it
-            // lazily through their DTV, like any thread.
+        let offset = offsets
+            .iter()
+            .find(|(id, _)| *id == modid)
+            .map(|(_, off)| *off);
+        let Some(offset) =
+            offset.filter(|&off| off != 0 && off != usize::MAX && off <= out.static_size)
+        else {
+            out.images.dynamic.push(modid);
             return 0;
-        }
+        };
         // SAFETY: `dlpi_phdr` has `dlpi_phnum` entries.
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
         if let Some(tls) = phdrs.iter().find(|p| p.p_type == libc::PT_TLS) {
-            out.images.push(TlsImage {
-                below_tp: out.tp - info.dlpi_tls_data as usize,
+            out.images.statics.push(TlsImage {
+                below_tp: offset,
                 image: info.dlpi_addr as usize + tls.p_vaddr as usize,
                 filesz: tls.p_filesz as usize,
                 memsz: tls.p_memsz as usize,
@@ -268,13 +310,44 @@ fn tls_images() -> (Vec<TlsImage>, u64) {
         0
     }
     let mut collect = Collect {
-        tp: thread_pointer(),
-        images: Vec::new(),
-        loads: 0,
+        offsets: None,
+        static_size,
+        images: Images::default(),
     };
-    // SAFETY: the callback only reads the info it is given.
+    // SAFETY: the callback only reads the info it is given and the loader's link maps.
     unsafe { libc::dl_iterate_phdr(Some(each), (&mut collect as *mut Collect).cast()) };
-    (collect.images, collect.loads)
+    collect.images
+}
+
+/// (TLS module id, static TLS offset) of every module in the main namespace, from the
+/// loader's `link_map`s.
+///
+/// # Safety
+/// The loader's lock must be held (call from a `dl_iterate_phdr` callback).
+unsafe fn static_tls_offsets() -> Vec<(usize, usize)> {
+    let mut offsets = Vec::new();
+    let (Ok([_, _, modid_at]), Ok([_, _, offset_at]), Ok(r_debug)) = (
+        thread_db(c"_thread_db_link_map_l_tls_modid"),
+        thread_db(c"_thread_db_link_map_l_tls_offset"),
+        symbol(c"_r_debug", c"GLIBC_2.2.5"),
+    ) else {
+        return offsets;
+    };
+    // SAFETY: `struct r_debug { int r_version; struct link_map *r_map; … }`, and each
+    // `link_map` starts with `l_addr, l_name, l_ld, l_next, l_prev`; the private fields are at
+    // the offsets glibc's own tables give. The lock keeps the list stable.
+    unsafe {
+        let mut map = *((r_debug + 8) as *const usize);
+        while map != 0 {
+            let modid = *((map + modid_at as usize) as *const usize);
+            let offset = *((map + offset_at as usize) as *const usize);
+            if modid != 0 {
+                offsets.push((modid, offset));
+            }
+            map = *((map + 24) as *const usize);
+        }
+    }
+    offsets
 }
 
 /// One thread area: the value the FS base takes while a coroutine runs.
@@ -344,10 +417,41 @@ impl Area {
             *((self.tp + layout::STACKBLOCK_SIZE) as *mut usize) = stack_high - stack_low;
             *((self.tp + layout::TID) as *mut i32) = tid;
             if recycled {
-                for image in glibc.images.lock().0.iter() {
+                let images = glibc.images.lock();
+                for image in &images.statics {
                     let block = (self.tp - image.below_tp) as *mut u8;
                     std::ptr::copy_nonoverlapping(image.image as *const u8, block, image.filesz);
                     std::ptr::write_bytes(block.add(image.filesz), 0, image.memsz - image.filesz);
+                }
+                self.drop_dynamic_blocks(&images.dynamic);
+            }
+        }
+    }
+
+    /// Frees the area's blocks of dynamic-TLS modules and marks them unallocated in its DTV,
+    /// so the next coroutine gets fresh ones (glibc allocates them on first use).
+    ///
+    /// # Safety
+    /// No coroutine may run on the area; `modids` are TLS module ids.
+    unsafe fn drop_dynamic_blocks(&self, modids: &[usize]) {
+        const UNALLOCATED: usize = usize::MAX;
+        // SAFETY: glibc 2.36's DTV: `header.dtv` points at entry 1 of an array of
+        // `{ val, to_free }` pairs whose entry 0 holds its length; entry `modid` belongs to
+        // module `modid`. A dynamic block was malloc'ed by glibc (`to_free`).
+        unsafe {
+            let dtv = *((self.tp + layout::DTV) as *const *mut [usize; 2]);
+            if dtv.is_null() {
+                return;
+            }
+            let length = (*dtv.offset(-1))[0];
+            for &modid in modids {
+                if modid == 0 || modid > length {
+                    continue;
+                }
+                let entry = &mut *dtv.add(modid);
+                if entry[0] != UNALLOCATED {
+                    libc::free(entry[1] as *mut c_void);
+                    *entry = [UNALLOCATED, 0];
                 }
             }
         }
@@ -466,28 +570,28 @@ unsafe fn run_key_destructors(tp: usize, keys: usize) {
     }
 }
 
-/// Takes the TLS images again if libraries were loaded since they were taken, so recycled
-/// areas get the new modules' blocks initialised too. Call it on a worker thread (a new
-/// module's block is located through the calling thread's copy).
-pub fn refresh_images() {
+/// Set by the interposed `dlopen`: libraries were loaded since the images were last taken.
+static LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that a library was loaded (called by the `dlopen` hook).
+pub fn note_load() {
+    LOADED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Retakes the TLS images if a library was loaded through `dlopen` since they were taken (a
+/// cheap check; call it before reusing an area), or, with `force`, if the loader's counter
+/// moved (a walk of the loaded modules: for loads libc made itself).
+pub fn refresh_images(force: bool) {
     let Some(glibc) = GLIBC.get().and_then(Option::as_ref) else {
         return;
     };
-    struct Loads(u64);
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _: usize,
-        data: *mut c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info and our `Loads`.
-        unsafe { (*(data as *mut Loads)).0 = (*info).dlpi_adds };
-        1 // the counter is the same in every entry
+    let noted = LOADED.swap(false, std::sync::atomic::Ordering::SeqCst);
+    if !noted && !force {
+        return;
     }
-    let mut loads = Loads(0);
-    // SAFETY: the callback only reads the info it is given.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&mut loads as *mut Loads).cast()) };
-    if loads.0 != glibc.images.lock().1 {
-        let fresh = tls_images();
-        *glibc.images.lock() = fresh;
+    let fresh = tls_images(glibc.static_size);
+    let mut images = glibc.images.lock();
+    if noted || fresh.loads != images.loads {
+        *images = fresh;
     }
 }

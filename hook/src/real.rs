@@ -110,6 +110,7 @@ real_functions! {
     wait(status: *mut c_int) -> libc::pid_t;
     pipe(fds: *mut c_int) -> c_int;
     pipe2(fds: *mut c_int, flags: c_int) -> c_int;
+    dlopen(filename: *const libc::c_char, flags: c_int) -> *mut c_void;
     syscall(number: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long;
     sched_yield() -> c_int;
 }

@@ -1,4 +1,4 @@
-//! waitpid, wait4, wait, and pipe, pipe2.
+//! waitpid, wait4, wait, pipe, pipe2, and dlopen.
 //!
 //! Waiting for a child inside a coroutine suspends it: for one child, on a pidfd (readable when
 //! the child exits); for "any child", by checking with `WNOHANG` every few milliseconds. New
@@ -160,5 +160,22 @@ pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
             unsafe { forget_pair(fds) };
         }
         rc
+    })
+}
+
+/// Interposed `dlopen(3)`: passes through, then tells the runtime that a library may have
+/// brought thread-locals its coroutine areas need (see `identity`).
+///
+/// # Safety
+/// As for libc's `dlopen`.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn dlopen(filename: *const libc::c_char, flags: c_int) -> *mut libc::c_void {
+    guard(&"dlopen", || {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let handle = unsafe { real::dlopen(filename, flags) };
+        if !handle.is_null() {
+            crate::identity::note_load();
+        }
+        handle
     })
 }

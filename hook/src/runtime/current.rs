@@ -13,13 +13,14 @@ use super::worker::Worker;
 thread_local! {
     static WORKER: Cell<*const Worker> = const { Cell::new(std::ptr::null()) };
     static TASK: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
+    /// The owner epoch of `WORKER` this thread runs with (see `Worker::take_over`).
+    static EPOCH: Cell<u64> = const { Cell::new(u64::MAX) };
 }
 
 /// The task running on this thread, while it runs.
 #[derive(Clone, Copy)]
 pub struct CurrentTask {
     task: *const Task,
-    worker: *const Worker,
 }
 
 impl CurrentTask {
@@ -40,9 +41,8 @@ impl CurrentTask {
     }
 
     /// The worker running it.
-    pub fn worker(&self) -> &Worker {
-        // SAFETY: workers live as long as the runtime, which is never torn down.
-        unsafe { &*self.worker }
+    pub fn worker(&self) -> &'static Worker {
+        worker().expect("corun: a running task without a worker")
     }
 }
 
@@ -53,10 +53,7 @@ pub fn task() -> Option<CurrentTask> {
     if task.is_null() {
         return None;
     }
-    Some(CurrentTask {
-        task,
-        worker: WORKER.with(|w| w.get()),
-    })
+    Some(CurrentTask { task })
 }
 
 /// The worker this thread is, if it is one.
@@ -66,19 +63,37 @@ pub fn worker() -> Option<&'static Worker> {
     (!worker.is_null()).then(|| unsafe { &*worker })
 }
 
-/// Offsets of the `WORKER` and `TASK` thread-locals from the thread pointer. The hook library
-/// is preloaded, so its TLS block is static: the offsets are the same in every thread and in
-/// every coroutine's own thread area, where the runtime writes them before each resume.
-pub fn tls_offsets() -> (isize, isize) {
-    let tp = crate::identity::thread_pointer() as isize;
-    let worker = WORKER.with(|w| w as *const Cell<*const Worker> as isize);
-    let task = TASK.with(|t| t as *const Cell<*const Task> as isize);
-    (worker - tp, task - tp)
+/// Whether this thread runs `worker`'s loop right now (it is the worker's thread and has not
+/// handed it over).
+pub fn runs(worker: &Worker) -> bool {
+    WORKER.with(|w| std::ptr::eq(w.get(), worker))
+        && EPOCH.with(|e| e.get()) == worker.owner_epoch()
 }
 
-/// Marks this thread as `worker` (for its whole life).
-pub fn set_worker(worker: &'static Worker) {
+/// Offsets of the runtime's thread-locals from the thread pointer. The hook library is
+/// preloaded, so its TLS block is static: the offsets are the same in every thread and in every
+/// coroutine's own thread area, where the runtime writes them before each resume.
+#[derive(Clone, Copy)]
+pub struct TlsOffsets {
+    pub worker: isize,
+    pub task: isize,
+    pub epoch: isize,
+}
+
+/// Measures [`TlsOffsets`] on this thread.
+pub fn tls_offsets() -> TlsOffsets {
+    let tp = crate::identity::thread_pointer() as isize;
+    TlsOffsets {
+        worker: WORKER.with(|w| w as *const Cell<*const Worker> as isize) - tp,
+        task: TASK.with(|t| t as *const Cell<*const Task> as isize) - tp,
+        epoch: EPOCH.with(|e| e as *const Cell<u64> as isize) - tp,
+    }
+}
+
+/// Marks this thread as running `worker`'s loop as owner `epoch`.
+pub fn set_worker(worker: &'static Worker, epoch: u64) {
     WORKER.with(|w| w.set(worker));
+    EPOCH.with(|e| e.set(epoch));
 }
 
 /// Marks `task` as running on this thread until the returned guard drops.

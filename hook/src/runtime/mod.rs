@@ -48,10 +48,10 @@ pub struct Runtime {
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 /// Offsets of the runtime's `WORKER` and `TASK` thread-locals (see `current::tls_offsets`).
-static TLS_OFFSETS: OnceLock<(isize, isize)> = OnceLock::new();
+static TLS_OFFSETS: OnceLock<current::TlsOffsets> = OnceLock::new();
 
-/// The offsets of the runtime's `WORKER` and `TASK` thread-locals from the thread pointer.
-pub fn tls_offsets() -> (isize, isize) {
+/// The offsets of the runtime's thread-locals from the thread pointer.
+pub fn tls_offsets() -> current::TlsOffsets {
     *TLS_OFFSETS.get_or_init(current::tls_offsets)
 }
 static STARTED: Once = Once::new();

@@ -5,6 +5,7 @@
 //! worker to a fresh thread (see `sysmon`), and the stuck thread lets go of it as soon as its
 //! coroutine switches.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{
@@ -38,10 +39,15 @@ pub struct Worker {
     reactor: Reactor,
     /// Tasks of this worker woken from other threads.
     inbox: SegQueue<Arc<Task>>,
+    /// Pushes to `inbox` so far minus pops: a cheap "anything there?" for the hot path
+    /// (an empty `SegQueue::pop` costs a full fence).
+    inbox_count: AtomicUsize,
     /// True while the worker is (about to be) blocked in its reactor.
     sleeping: AtomicBool,
-    /// Runnable tasks.
-    local: SpinLock<VecDeque<Arc<Task>>>,
+    /// Runnable tasks; touched only by the thread running the loop (see `current::runs`).
+    local: UnsafeCell<VecDeque<Arc<Task>>>,
+    /// `local`'s length, for stats (written only by that thread).
+    local_len: AtomicUsize,
     /// Timers of the tasks pinned here.
     timers: SpinLock<Timers>,
     /// Incremented each time the worker is handed to a new thread; a thread runs the loop only
@@ -54,7 +60,6 @@ pub struct Worker {
     started: AtomicU64,
     finished: AtomicU64,
     switches: AtomicU64,
-    queued: AtomicUsize,
     /// Dump requests: the monitor bumps `trace_request`; the worker records its coroutines'
     /// backtraces and sets `trace_done` to the same value (a futex word the monitor waits on).
     trace_request: AtomicU32,
@@ -69,6 +74,11 @@ pub struct Worker {
 
 /// Thread areas kept per worker for reuse.
 const AREA_POOL: usize = 1024;
+
+// SAFETY: `local` is only touched from the thread that runs the loop as the current owner
+// (`current::runs`): the loop itself, and coroutines it is running, which cannot overlap with a
+// borrow by the loop. Everything else is atomic or behind a lock.
+unsafe impl Sync for Worker {}
 
 /// A worker's counters, for `corun::stats`.
 pub struct WorkerStats {
@@ -85,15 +95,16 @@ impl Worker {
             index,
             reactor: Reactor::new()?,
             inbox: SegQueue::new(),
+            inbox_count: AtomicUsize::new(0),
             sleeping: AtomicBool::new(false),
-            local: SpinLock::new(VecDeque::new()),
+            local: UnsafeCell::new(VecDeque::new()),
+            local_len: AtomicUsize::new(0),
             timers: SpinLock::new(Timers::default()),
             owner: AtomicU64::new(0),
             running: AtomicPtr::new(std::ptr::null_mut()),
             started: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             switches: AtomicU64::new(0),
-            queued: AtomicUsize::new(0),
             trace_request: AtomicU32::new(0),
             trace_done: AtomicU32::new(0),
             tid: AtomicI32::new(0),
@@ -113,17 +124,31 @@ impl Worker {
     }
 
     fn is_current(&self) -> bool {
-        current::worker().is_some_and(|w| std::ptr::eq(w, self))
+        current::runs(self)
+    }
+
+    /// Appends to the local queue.
+    ///
+    /// # Safety
+    /// Only on the thread running the loop (`current::runs(self)`), with no other borrow of
+    /// `local` alive.
+    unsafe fn push_local(&self, task: Arc<Task>) {
+        // SAFETY: guaranteed by the caller.
+        let local = unsafe { &mut *self.local.get() };
+        local.push_back(task);
+        self.local_len.store(local.len(), Ordering::Relaxed);
     }
 
     /// Queues `task` (pinned to this worker) to run: locally when called on this worker's
     /// thread, through the inbox (and a wake-up) otherwise.
     pub fn schedule(&self, task: Arc<Task>) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.is_current() {
-            self.local.lock().push_back(task);
+            // SAFETY: this thread runs the loop; the loop holds no borrow of `local` while a
+            // coroutine (the only other caller on this thread) runs.
+            unsafe { self.push_local(task) };
         } else {
             self.inbox.push(task);
+            self.inbox_count.fetch_add(1, Ordering::SeqCst);
             self.wake();
         }
     }
@@ -164,7 +189,7 @@ impl Worker {
             started: self.started.load(Ordering::Relaxed),
             finished: self.finished.load(Ordering::Relaxed),
             switches: self.switches.load(Ordering::Relaxed),
-            runnable: self.queued.load(Ordering::Relaxed),
+            runnable: self.local_len.load(Ordering::Relaxed) + self.inbox.len(),
         }
     }
 
@@ -197,7 +222,7 @@ impl Worker {
     /// The worker loop, run by the thread that owns epoch `epoch`. Returns when the worker is
     /// handed to another thread.
     pub fn run(&'static self, runtime: &'static Runtime, epoch: u64) {
-        current::set_worker(self);
+        current::set_worker(self, epoch);
         corun::coroutine::ensure_altstack();
         // SAFETY: gettid has no preconditions.
         self.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
@@ -263,7 +288,7 @@ impl Worker {
     }
 
     fn has_local_work(&self) -> bool {
-        !self.local.lock().is_empty() || !self.inbox.is_empty()
+        self.local_len.load(Ordering::Relaxed) != 0 || !self.inbox.is_empty()
     }
 
     /// The next task to run. Tasks woken from other threads join the back of the local queue
@@ -276,14 +301,19 @@ impl Worker {
             }
         }
         let next = {
-            let mut local = self.local.lock();
-            while let Some(task) = self.inbox.pop() {
-                local.push_back(task);
+            // SAFETY: called from the loop on its thread; the borrow ends here.
+            let local = unsafe { &mut *self.local.get() };
+            if self.inbox_count.load(Ordering::Relaxed) != 0 {
+                while let Some(task) = self.inbox.pop() {
+                    self.inbox_count.fetch_sub(1, Ordering::Relaxed);
+                    local.push_back(task);
+                }
             }
-            local.pop_front()
+            let next = local.pop_front();
+            self.local_len.store(local.len(), Ordering::Relaxed);
+            next
         };
         if let Some(task) = next {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
             return Some(task);
         }
         runtime.injector.pop().map(|task| self.adopt(task))
@@ -301,7 +331,10 @@ impl Worker {
         task.set_running();
         self.running
             .store(Arc::as_ptr(&task) as *mut Task, Ordering::Release);
-        self.switches.fetch_add(1, Ordering::Release);
+        // Only the thread running this worker's loop writes it (a plain increment, no atomic
+        // read-modify-write on the switch path).
+        self.switches
+            .store(self.switches.load(Ordering::Relaxed) + 1, Ordering::Release);
         let outcome = {
             let _entered = current::enter(&task);
             // SAFETY: this worker owns the task (pinned here), the thread running this loop
@@ -317,13 +350,11 @@ impl Worker {
         };
         task.set_stopped();
         // Clear the monitor's view only if it still shows this task (after a hand-off another
-        // thread may be running one of this worker's tasks by now).
-        let _ = self.running.compare_exchange(
-            Arc::as_ptr(&task) as *mut Task,
-            std::ptr::null_mut(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        // thread may be running one of this worker's tasks by now; losing that race only
+        // delays the monitor's next look).
+        if std::ptr::eq(self.running.load(Ordering::Relaxed), Arc::as_ptr(&task)) {
+            self.running.store(std::ptr::null_mut(), Ordering::Release);
+        }
         match outcome {
             CoroutineResult::Yield(Suspend::Yield) => self.schedule(task),
             CoroutineResult::Yield(Suspend::Park) => {
@@ -355,9 +386,12 @@ impl Worker {
         co: &mut super::task::TaskCoroutine,
         area: &mut Option<Area>,
     ) {
-        let (worker_offset, task_offset) = super::tls_offsets();
+        let offsets = super::tls_offsets();
         if area.is_none() {
             let recycled = self.areas.lock().pop();
+            if recycled.is_some() {
+                identity::refresh_images(false);
+            }
             let reused = recycled.is_some();
             let Some(mut new) = recycled.or_else(Area::new) else {
                 return; // out of memory for an area: the coroutine shares the worker's identity
@@ -365,24 +399,27 @@ impl Worker {
             let (low, high) = co.stack_bounds();
             new.attach(low, high, self.tid.load(Ordering::Relaxed), reused);
             // SAFETY: `task_offset` is the offset of the static `TASK` thread-local.
-            unsafe { new.write_tls(task_offset, task as *const Task as usize) };
+            unsafe { new.write_tls(offsets.task, task as *const Task as usize) };
             // SAFETY: the area is complete (descriptor, TLS, DTV) and lives as long as the task.
             unsafe { co.set_thread_pointer(new.tp()) };
             *area = Some(new);
         }
         if let Some(area) = area {
             area.set_tid(self.tid.load(Ordering::Relaxed));
-            // SAFETY: `worker_offset` is the offset of the static `WORKER` thread-local.
-            unsafe { area.write_tls(worker_offset, self as *const Worker as usize) };
+            // SAFETY: the offsets of the static `WORKER` and `EPOCH` thread-locals.
+            unsafe {
+                area.write_tls(offsets.worker, self as *const Worker as usize);
+                area.write_tls(offsets.epoch, self.owner_epoch() as usize);
+            }
         }
     }
 
     /// Keeps a finished coroutine's thread area for the next one (its malloc cache with it).
     fn recycle_area(&self, area: Area) {
-        // A library loaded since the TLS images were taken adds an image to refresh areas with.
-        // Looking costs a walk of the loaded modules, so look every 256th time.
+        // Loads through `dlopen` are noticed at once (see `enter_area`); loads libc makes itself
+        // only by walking the loaded modules, which costs more: every 256th time.
         if self.recycled.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
-            identity::refresh_images();
+            identity::refresh_images(true);
         }
         let mut pool = self.areas.lock();
         if pool.len() < AREA_POOL {
