@@ -36,9 +36,11 @@ unit:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test -p corun --doc
 
-## Benchmarks (not tests): corun's core against corosensei, ratios printed at the end.
+## Benchmarks (not tests): the side-by-side suite against tokio, may, Go and OS threads
+## (scripts/bench.sh: tables on stdout, target/bench/report.md and charts). The criterion
+## benchmark of the core alone is `cargo bench --bench switch`.
 bench:
-	$(CARGO) bench --bench switch
+	scripts/bench.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,3 @@
+module corun.bench/goPeer
+
+go 1.19

@@ -1,0 +1,191 @@
+//! Scenario 4: memory held by sleeping tasks, and how many coroutines corun can hold at once.
+
+use std::time::Duration;
+
+use corun_bench::procfs;
+
+use super::{corun_mode_notes, count, interleave, Context, Section};
+use crate::chart::BarChart;
+use crate::peers::Peer;
+use crate::runner::{Launch, Running};
+use crate::table::{Column, Measurement, Outcome, Table};
+
+pub fn run(ctx: &Context) -> Section {
+    let s = ctx.settings;
+    let t = ctx.tools;
+    let peers = [t.corun(), t.tokio(), t.may(), t.go(), t.threads()];
+    let mut table = Table::new(
+        format!(
+            "idle memory: {} tasks sleeping {} s (OS threads: {})",
+            count(s.idle_tasks as f64),
+            s.idle_sleep_ms as f64 / 1000.0,
+            count(s.idle_thread_tasks as f64)
+        ),
+        vec![
+            Column::lower("RSS KiB/task"),
+            Column::lower("system KiB/task"),
+            Column::neither("tasks asleep"),
+        ],
+        s.reps,
+    );
+    table.note(
+        "system KiB/task is machine-wide: memory other processes take or free during the run \
+         (a build, another benchmark) lands in it too, so small or negative values are noise",
+    );
+    interleave(&mut table, s.reps, &peers, |peer, launch| {
+        let tasks = if peer.name == "threads" {
+            s.idle_thread_tasks
+        } else {
+            s.idle_tasks
+        };
+        measure_idle(peer, launch, tasks, s.idle_sleep_ms)
+    });
+
+    let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .map(|t| t.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let mut capacity = Table::new(
+        format!(
+            "corun capacity: most coroutines held at once (vm.max_map_count = {max_map_count})"
+        ),
+        vec![Column::neither("coroutines held")],
+        1,
+    )
+    .without_ratio();
+    interleave(&mut capacity, 1, &[t.corun()], |peer, launch| {
+        measure_capacity(peer, launch, s.capacity_max)
+    });
+
+    let chart = BarChart {
+        title: "idle memory per task (lower is better)".to_string(),
+        y_label: "KiB per task".to_string(),
+        groups: vec![
+            "RSS per task".to_string(),
+            "system memory per task".to_string(),
+        ],
+        values: (0..2)
+            .map(|column| {
+                table
+                    .peers()
+                    .iter()
+                    .map(|p| table.summary(p, column))
+                    .collect()
+            })
+            .collect(),
+        series: table.peers(),
+    };
+    Section {
+        slug: "idle-memory",
+        heading: "Idle memory".to_string(),
+        description: format!(
+            "Each program starts {} tasks (OS threads: {}) that each sleep {} s (corun: \
+             `std::thread::sleep` under the hook; tokio: `tokio::time::sleep`; may: \
+             `may::coroutine::sleep`; Go: `time.Sleep`) and prints READY once every task has \
+             reached its sleep. RSS per task = (VmRSS of the process at READY − its VmRSS before \
+             spawning) / tasks; system memory per task = (MemTotal − MemAvailable at READY − \
+             the same just before the program started) / tasks, after folding the kernel's \
+             per-CPU counters (`/proc/sys/vm/stat_refresh`); it includes kernel memory (thread \
+             stacks, page tables) and anything else the machine did meanwhile, so it is noisier. The capacity run \
+             spawns corun coroutines that stay alive until `corun::Builder::spawn` returns an \
+             error or {} are alive (without the runtime, corun::spawn uses OS threads and the \
+             probe stops at 10,000).",
+            count(s.idle_tasks as f64),
+            count(s.idle_thread_tasks as f64),
+            s.idle_sleep_ms as f64 / 1000.0,
+            count(s.capacity_max as f64)
+        ),
+        tables: vec![table, capacity],
+        chart: Some(chart),
+    }
+}
+
+fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -> Outcome {
+    let launch = launch.clone().args([
+        "idle".to_string(),
+        "--tasks".to_string(),
+        tasks.to_string(),
+        "--sleep-ms".to_string(),
+        sleep_ms.to_string(),
+    ]);
+    refresh_memory_counters();
+    let system_before = procfs::system_used_kib().ok();
+    let mut run = Running::start(
+        &launch,
+        Duration::from_millis(sleep_ms) + Duration::from_secs(180),
+    )?;
+    let ready = run.wait_for("READY")?;
+    refresh_memory_counters();
+    let rss = procfs::rss_kib(run.pid()).ok();
+    let system_during = procfs::system_used_kib().ok();
+    run.finish()?;
+
+    let lines = run.protocol_lines();
+    let mut notes = corun_mode_notes(peer, &lines);
+    let spawned = ready.number("spawned").unwrap_or(0.0);
+    if let Some(error) = lines.iter().find(|l| l.tag == "SPAWN_ERROR") {
+        notes.push(format!(
+            "held {} of {} tasks; the next spawn failed: {}",
+            count(spawned),
+            count(tasks as f64),
+            error.text("message").unwrap_or("(no message)")
+        ));
+    }
+    if spawned <= 0.0 {
+        return Err("no task could be spawned".to_string());
+    }
+    let woke_early = ready.number("woke_early").unwrap_or(0.0);
+    if woke_early > 0.0 {
+        notes.push(format!(
+            "{} tasks had already woken up when the last one fell asleep (spawning took {} ms)",
+            count(woke_early),
+            ready.text("spawn_ms").unwrap_or("?")
+        ));
+    }
+    let rss_base = ready.number("rss_base_kib").unwrap_or(0.0);
+    let rss_per_task = rss.map(|rss| (rss as f64 - rss_base) / spawned);
+    let system_per_task = match (system_before, system_during) {
+        (Some(before), Some(during)) => Some((during as f64 - before as f64) / spawned),
+        _ => None,
+    };
+    Ok(Measurement {
+        values: vec![rss_per_task, system_per_task, Some(spawned)],
+        notes,
+    })
+}
+
+fn measure_capacity(peer: &Peer, launch: &Launch, max: usize) -> Outcome {
+    let launch =
+        launch
+            .clone()
+            .args(["capacity".to_string(), "--max".to_string(), max.to_string()]);
+    let mut run = Running::start(&launch, Duration::from_secs(120))?;
+    let line = run.wait_for("CAPACITY")?;
+    run.finish()?;
+    let mut notes = corun_mode_notes(peer, &run.protocol_lines());
+    let held = line.number("spawned").unwrap_or(0.0);
+    let cap = line.number("max").unwrap_or(max as f64);
+    match line.text("message") {
+        Some(message) => notes.push(format!("the next spawn failed with: {message}")),
+        None => notes.push(format!(
+            "no spawn failed: the probe stopped at its cap of {} (the real limit is higher)",
+            count(cap)
+        )),
+    }
+    Ok(Measurement {
+        values: vec![Some(held)],
+        notes,
+    })
+}
+
+/// Makes `/proc/meminfo` current: the kernel folds its per-CPU memory counters into the global
+/// ones only every `vm.stat_interval` (1 s) unless `/proc/sys/vm/stat_refresh` is written
+/// (root only). Without that right, waits the interval out.
+fn refresh_memory_counters() {
+    use std::io::ErrorKind;
+    match std::fs::write("/proc/sys/vm/stat_refresh", "1") {
+        // EINVAL still refreshes (the kernel only reports that it saw a negative counter).
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::InvalidInput => {}
+        Err(_) => std::thread::sleep(Duration::from_millis(1100)),
+    }
+}

@@ -1,0 +1,340 @@
+//! Plain std code, spawning with `corun::spawn` (run it with `libcorun_hook.so` preloaded) or
+//! with `std::thread::spawn` (`--spawn thread`): the same source for both.
+//!
+//! ```text
+//! std-peer --spawn corun|thread spawn-join  [--tasks N] [--batch B]
+//! std-peer --spawn corun|thread ping-pong   [--round-trips N]
+//! std-peer --spawn corun|thread idle        [--tasks N] [--sleep-ms MS]
+//! std-peer --spawn corun|thread capacity    [--max N] [--max-os-threads N]
+//! std-peer --spawn corun|thread echo-server
+//! std-peer --spawn corun|thread http-server
+//! ```
+//!
+//! Everything inside the tasks is ordinary blocking std code: `std::sync::mpsc`,
+//! `std::thread::sleep`, `std::net::TcpStream::read` / `write_all`. Output follows
+//! `corun_bench::protocol`; the first line is `MODE kind=coroutine|os-thread`, from a probe
+//! task asking `corun::coroutine_id()` (without the runtime, `corun::spawn` uses OS threads).
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use corun_bench::args::{fail, Args};
+use corun_bench::procfs;
+use corun_bench::protocol::emit;
+
+/// What a task runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Spawner {
+    Corun,
+    Thread,
+}
+
+/// A joinable task of either kind.
+enum Task<T> {
+    Corun(corun::JoinHandle<T>),
+    Thread(std::thread::JoinHandle<T>),
+}
+
+impl Spawner {
+    fn spawn<F, T>(self, f: F) -> io::Result<Task<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self {
+            Spawner::Corun => corun::Builder::new().spawn(f).map(Task::Corun),
+            Spawner::Thread => std::thread::Builder::new().spawn(f).map(Task::Thread),
+        }
+    }
+}
+
+impl<T> Task<T> {
+    fn join(self) -> std::thread::Result<T> {
+        match self {
+            Task::Corun(handle) => handle.join(),
+            Task::Thread(handle) => handle.join(),
+        }
+    }
+}
+
+fn main() {
+    let args = Args::from_env();
+    let spawner = match args.text("spawn", "corun").as_str() {
+        "corun" => Spawner::Corun,
+        "thread" => Spawner::Thread,
+        other => fail(&format!("--spawn must be corun or thread, not {other}")),
+    };
+    let on_coroutines = report_mode(spawner);
+    match args.command.as_str() {
+        "spawn-join" => spawn_join(spawner, args.get("tasks", 100_000), args.get("batch", 10_000)),
+        "ping-pong" => ping_pong(spawner, args.get("round-trips", 100_000)),
+        "idle" => idle(spawner, args.get("tasks", 100_000), args.get("sleep-ms", 5_000)),
+        "capacity" => {
+            let max = if on_coroutines {
+                args.get("max", 250_000)
+            } else {
+                args.get("max-os-threads", 10_000)
+            };
+            capacity(spawner, max)
+        }
+        "echo-server" => serve(spawner, echo_connection),
+        "http-server" => serve(spawner, http_connection),
+        _ => fail("usage: std-peer --spawn corun|thread spawn-join|ping-pong|idle|capacity|echo-server|http-server"),
+    }
+}
+
+/// Prints `MODE kind=…`: whether spawned tasks run as corun coroutines. Returns true if so.
+fn report_mode(spawner: Spawner) -> bool {
+    let on_coroutines = spawner == Spawner::Corun
+        && spawner
+            .spawn(|| corun::coroutine_id().is_some())
+            .ok()
+            .and_then(|task| task.join().ok())
+            .unwrap_or(false);
+    let kind = if on_coroutines {
+        "coroutine"
+    } else {
+        "os-thread"
+    };
+    emit("MODE", &[("kind", &kind)]);
+    on_coroutines
+}
+
+/// `tasks` empty tasks, spawned and joined `batch` at a time.
+fn spawn_join(spawner: Spawner, tasks: usize, batch: usize) {
+    let batch = batch.max(1);
+    let mut handles = Vec::with_capacity(batch);
+    let start = Instant::now();
+    let mut done = 0;
+    while done < tasks {
+        let n = batch.min(tasks - done);
+        for _ in 0..n {
+            handles.push(
+                spawner
+                    .spawn(|| ())
+                    .unwrap_or_else(|e| spawn_failed(done, &e)),
+            );
+        }
+        for handle in handles.drain(..) {
+            handle.join().expect("an empty task panicked");
+        }
+        done += n;
+    }
+    let elapsed = start.elapsed();
+    emit(
+        "RESULT",
+        &[("tasks", &tasks), ("elapsed_ns", &elapsed.as_nanos())],
+    );
+}
+
+/// `round_trips` messages bounced between two tasks over `std::sync::mpsc` channels.
+fn ping_pong(spawner: Spawner, round_trips: u64) {
+    let (to_pong, pong_inbox) = mpsc::channel::<u64>();
+    let (to_ping, ping_inbox) = mpsc::channel::<u64>();
+    let pong = spawner
+        .spawn(move || {
+            for value in pong_inbox {
+                if to_ping.send(value + 1).is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap_or_else(|e| spawn_failed(0, &e));
+    let ping = spawner
+        .spawn(move || {
+            let start = Instant::now();
+            let mut value = 0;
+            for _ in 0..round_trips {
+                to_pong.send(value).expect("pong hung up");
+                value = ping_inbox.recv().expect("pong hung up");
+            }
+            (start.elapsed(), value)
+        })
+        .unwrap_or_else(|e| spawn_failed(1, &e));
+    let (elapsed, value) = ping.join().expect("ping panicked");
+    pong.join().expect("pong panicked");
+    assert_eq!(value, round_trips, "lost a message");
+    emit(
+        "RESULT",
+        &[
+            ("round_trips", &round_trips),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
+    );
+}
+
+static ASLEEP: AtomicUsize = AtomicUsize::new(0);
+static AWAKE: AtomicUsize = AtomicUsize::new(0);
+
+/// `tasks` tasks that each sleep `sleep_ms`. Prints `READY` once all are asleep, so the driver
+/// can read this process's memory, then joins them.
+fn idle(spawner: Spawner, tasks: usize, sleep_ms: u64) {
+    let rss_base = procfs::own_rss_kib().unwrap_or(0);
+    let nap = Duration::from_millis(sleep_ms);
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(tasks);
+    for i in 0..tasks {
+        let task = spawner.spawn(move || {
+            ASLEEP.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(nap);
+            AWAKE.fetch_add(1, Ordering::SeqCst);
+        });
+        match task {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                emit("SPAWN_ERROR", &[("spawned", &i), ("message", &e)]);
+                break;
+            }
+        }
+    }
+    let spawned = handles.len();
+    let spawn_time = start.elapsed();
+    while ASLEEP.load(Ordering::SeqCst) < spawned {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    emit(
+        "READY",
+        &[
+            ("spawned", &spawned),
+            ("woke_early", &AWAKE.load(Ordering::SeqCst)),
+            ("spawn_ms", &spawn_time.as_millis()),
+            ("rss_base_kib", &rss_base),
+        ],
+    );
+    for handle in handles {
+        handle.join().expect("a sleeping task panicked");
+    }
+    emit(
+        "RESULT",
+        &[
+            ("spawned", &spawned),
+            ("woke", &AWAKE.load(Ordering::SeqCst)),
+            ("elapsed_ms", &start.elapsed().as_millis()),
+        ],
+    );
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Spawns tasks that stay alive (sleeping in 1 s naps) until told to stop, until a spawn fails
+/// or `max` are alive. Prints `CAPACITY spawned=N [message=…]`.
+fn capacity(spawner: Spawner, max: usize) {
+    let mut handles = Vec::new();
+    let mut error = None;
+    while handles.len() < max {
+        let task = spawner.spawn(|| {
+            while !STOP.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        match task {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let spawned = handles.len();
+    match &error {
+        Some(e) => emit(
+            "CAPACITY",
+            &[("spawned", &spawned), ("max", &max), ("message", e)],
+        ),
+        None => emit("CAPACITY", &[("spawned", &spawned), ("max", &max)]),
+    }
+    STOP.store(true, Ordering::SeqCst);
+    for handle in handles {
+        handle.join().expect("a task panicked");
+    }
+    emit("RESULT", &[("spawned", &spawned)]);
+}
+
+/// The thread-per-connection accept loop: one task per accepted connection.
+fn serve(spawner: Spawner, handler: fn(TcpStream)) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| fail(&format!("bind: {e}")));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    emit("PORT", &[("port", &port)]);
+    let mut failed_spawns = 0u64;
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                if let Err(e) = spawner.spawn(move || handler(stream)) {
+                    failed_spawns += 1;
+                    if failed_spawns.is_power_of_two() {
+                        eprintln!("std-peer: spawn failed ({failed_spawns} so far): {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("std-peer: accept: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Echoes everything back until the peer closes.
+fn echo_connection(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+const HTTP_RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+
+/// A minimal HTTP/1.1 keep-alive server: answers every request (headers only, no body, as
+/// `wrk` sends them) with a fixed hello-world, pipelined requests included.
+fn http_connection(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut filled = 0;
+    let mut out = Vec::with_capacity(HTTP_RESPONSE.len() * 4);
+    loop {
+        let n = match stream.read(&mut buf[filled..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        filled += n;
+        let mut consumed = 0;
+        out.clear();
+        while let Some(end) = find_header_end(&buf[consumed..filled]) {
+            consumed += end;
+            out.extend_from_slice(HTTP_RESPONSE);
+        }
+        buf.copy_within(consumed..filled, 0);
+        filled -= consumed;
+        if filled == buf.len() {
+            return; // a request larger than the buffer: not for this server
+        }
+        if !out.is_empty() && stream.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// The length of the first request's header block (through the blank line), if complete.
+fn find_header_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
+fn spawn_failed(spawned: usize, error: &io::Error) -> ! {
+    emit("SPAWN_ERROR", &[("spawned", &spawned), ("message", error)]);
+    std::process::exit(1)
+}

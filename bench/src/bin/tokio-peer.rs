@@ -1,0 +1,212 @@
+//! The tokio peer: the suite's scenarios written as idiomatic tokio (and hyper for HTTP), on
+//! tokio's default multi-threaded runtime (one worker per CPU the process may run on).
+//!
+//! ```text
+//! tokio-peer spawn-join  [--tasks N] [--batch B]
+//! tokio-peer ping-pong   [--round-trips N]
+//! tokio-peer idle        [--tasks N] [--sleep-ms MS]
+//! tokio-peer echo-server
+//! tokio-peer http-server
+//! ```
+//!
+//! Output follows `corun_bench::protocol`.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use corun_bench::args::{fail, Args};
+use corun_bench::procfs;
+use corun_bench::protocol::emit;
+
+fn main() {
+    let args = Args::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(&format!("cannot start tokio: {e}")));
+    runtime.block_on(async {
+        match args.command.as_str() {
+            "spawn-join" => spawn_join(args.get("tasks", 100_000), args.get("batch", 10_000)).await,
+            "ping-pong" => ping_pong(args.get("round-trips", 100_000)).await,
+            "idle" => idle(args.get("tasks", 100_000), args.get("sleep-ms", 5_000)).await,
+            "echo-server" => echo_server().await,
+            "http-server" => http_server().await,
+            _ => fail("usage: tokio-peer spawn-join|ping-pong|idle|echo-server|http-server"),
+        }
+    });
+}
+
+async fn spawn_join(tasks: usize, batch: usize) {
+    let batch = batch.max(1);
+    let mut handles = Vec::with_capacity(batch);
+    let start = Instant::now();
+    let mut done = 0;
+    while done < tasks {
+        let n = batch.min(tasks - done);
+        handles.extend((0..n).map(|_| tokio::spawn(async {})));
+        for handle in handles.drain(..) {
+            handle.await.expect("an empty task panicked");
+        }
+        done += n;
+    }
+    emit(
+        "RESULT",
+        &[
+            ("tasks", &tasks),
+            ("elapsed_ns", &start.elapsed().as_nanos()),
+        ],
+    );
+}
+
+async fn ping_pong(round_trips: u64) {
+    use tokio::sync::mpsc::unbounded_channel;
+    let (to_pong, mut pong_inbox) = unbounded_channel::<u64>();
+    let (to_ping, mut ping_inbox) = unbounded_channel::<u64>();
+    let pong = tokio::spawn(async move {
+        while let Some(value) = pong_inbox.recv().await {
+            if to_ping.send(value + 1).is_err() {
+                break;
+            }
+        }
+    });
+    let ping = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut value = 0;
+        for _ in 0..round_trips {
+            to_pong.send(value).expect("pong hung up");
+            value = ping_inbox.recv().await.expect("pong hung up");
+        }
+        (start.elapsed(), value)
+    });
+    let (elapsed, value) = ping.await.expect("ping panicked");
+    pong.await.expect("pong panicked");
+    assert_eq!(value, round_trips, "lost a message");
+    emit(
+        "RESULT",
+        &[
+            ("round_trips", &round_trips),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
+    );
+}
+
+static ASLEEP: AtomicUsize = AtomicUsize::new(0);
+static AWAKE: AtomicUsize = AtomicUsize::new(0);
+
+async fn idle(tasks: usize, sleep_ms: u64) {
+    let rss_base = procfs::own_rss_kib().unwrap_or(0);
+    let nap = Duration::from_millis(sleep_ms);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            tokio::spawn(async move {
+                ASLEEP.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(nap).await;
+                AWAKE.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    let spawn_time = start.elapsed();
+    while ASLEEP.load(Ordering::SeqCst) < tasks {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    emit(
+        "READY",
+        &[
+            ("spawned", &tasks),
+            ("woke_early", &AWAKE.load(Ordering::SeqCst)),
+            ("spawn_ms", &spawn_time.as_millis()),
+            ("rss_base_kib", &rss_base),
+        ],
+    );
+    for handle in handles {
+        handle.await.expect("a sleeping task panicked");
+    }
+    emit(
+        "RESULT",
+        &[
+            ("spawned", &tasks),
+            ("woke", &AWAKE.load(Ordering::SeqCst)),
+            ("elapsed_ms", &start.elapsed().as_millis()),
+        ],
+    );
+}
+
+async fn listen() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| fail(&format!("bind: {e}")));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    emit("PORT", &[("port", &port)]);
+    listener
+}
+
+async fn echo_server() {
+    let listener = listen().await;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(echo_connection(stream));
+            }
+            Err(e) => {
+                eprintln!("tokio-peer: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn echo_connection(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn http_server() {
+    let listener = listen().await;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("tokio-peer: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service_fn(hello))
+                .await;
+        });
+    }
+}
+
+async fn hello(_: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from_static(b"Hello, World!")));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    Ok(response)
+}
