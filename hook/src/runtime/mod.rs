@@ -199,12 +199,28 @@ impl Runtime {
 }
 
 /// Queues a woken task on the worker it is pinned to (or the injector if it never started).
+///
+/// With per-coroutine identity (which makes moving a started coroutine sound), a task woken
+/// by a coroutine of another worker moves to the waker's worker when its own is idle: the
+/// waker's worker picks it up without a cross-thread wake-up, and two coroutines that talk to
+/// each other end up on one worker (a channel ping-pong stays on one thread). A task whose
+/// worker is busy stays there, so a producer does not pull all its consumers onto its thread.
 pub fn schedule(task: Arc<Task>) {
     let Some(runtime) = try_get() else { return };
-    match runtime.workers.get(task.worker()) {
-        Some(worker) => worker.schedule(task),
-        None => runtime.injector.push(task),
+    let Some(owner) = runtime.workers.get(task.worker()) else {
+        runtime.injector.push(task);
+        return;
+    };
+    if crate::identity::enabled() && !owner.is_busy() {
+        if let Some(here) = current::worker() {
+            if !std::ptr::eq(here, owner) && current::runs(here) {
+                task.pin(here.index());
+                here.schedule(task);
+                return;
+            }
+        }
     }
+    owner.schedule(task)
 }
 
 /// Parks the current task until a wake-up for its current wait (or a spurious one: every

@@ -52,6 +52,78 @@ pub enum WaitInfo {
     Child { pid: i32 },
 }
 
+/// A [`WaitInfo`] in three words: written only by the task itself (no lock on the park path),
+/// read by the monitor for dumps, which may see a mix of two consecutive values (harmless for a
+/// diagnostic).
+#[derive(Default)]
+struct WaitCell {
+    kind: AtomicU64,
+    a: AtomicU64,
+    b: AtomicU64,
+}
+
+impl WaitCell {
+    fn set(&self, info: WaitInfo) {
+        let (kind, a, b) = match info {
+            WaitInfo::None => (0, 0, 0),
+            WaitInfo::Fd {
+                fd,
+                write,
+                deadline,
+            } => (1 | (u64::from(write) << 8), fd as u64, deadline),
+            WaitInfo::Poll { nfds, deadline } => (2, nfds as u64, deadline),
+            WaitInfo::Sleep { deadline } => (3, 0, deadline),
+            WaitInfo::Futex { addr, deadline } => (4, addr as u64, deadline),
+            WaitInfo::Join { id } => (5, id, 0),
+            WaitInfo::Blocking { call } => (
+                6,
+                BLOCKING_CALLS
+                    .iter()
+                    .position(|c| *c == call)
+                    .unwrap_or(usize::MAX) as u64,
+                0,
+            ),
+            WaitInfo::Child { pid } => (7, pid as u64, 0),
+        };
+        self.a.store(a, Ordering::Relaxed);
+        self.b.store(b, Ordering::Relaxed);
+        self.kind.store(kind, Ordering::Release);
+    }
+
+    fn get(&self) -> WaitInfo {
+        let kind = self.kind.load(Ordering::Acquire);
+        let (a, b) = (
+            self.a.load(Ordering::Relaxed),
+            self.b.load(Ordering::Relaxed),
+        );
+        match kind & 0xff {
+            1 => WaitInfo::Fd {
+                fd: a as i32,
+                write: kind >> 8 != 0,
+                deadline: b,
+            },
+            2 => WaitInfo::Poll {
+                nfds: a as usize,
+                deadline: b,
+            },
+            3 => WaitInfo::Sleep { deadline: b },
+            4 => WaitInfo::Futex {
+                addr: a as usize,
+                deadline: b,
+            },
+            5 => WaitInfo::Join { id: a },
+            6 => BLOCKING_CALLS
+                .get(a as usize)
+                .map_or(WaitInfo::None, |call| WaitInfo::Blocking { call }),
+            7 => WaitInfo::Child { pid: a as i32 },
+            _ => WaitInfo::None,
+        }
+    }
+}
+
+/// The calls that run on the blocking pool (`WaitInfo::Blocking` names one of them).
+pub const BLOCKING_CALLS: [&str; 3] = ["getaddrinfo", "getnameinfo", "corun::unblock"];
+
 /// The coroutine type the runtime runs.
 pub type TaskCoroutine = Coroutine<Resume, Suspend, (), DefaultStack>;
 
@@ -92,7 +164,7 @@ pub struct Task {
     /// A coroutine waiting in `join`, with the wait it is in.
     joiner: SpinLock<Option<(Arc<Task>, u64)>>,
     /// What it waits for while parked.
-    wait: SpinLock<WaitInfo>,
+    wait: WaitCell,
     /// The interposed call it is in, while inside one that passes through to libc (for the
     /// stuck-worker warning).
     in_call: AtomicPtr<&'static str>,
@@ -137,7 +209,7 @@ impl Task {
             wait_seq: AtomicU64::new(0),
             finished: AtomicU32::new(0),
             joiner: SpinLock::new(None),
-            wait: SpinLock::new(WaitInfo::None),
+            wait: WaitCell::default(),
             in_call: AtomicPtr::new(std::ptr::null_mut()),
             trace: SpinLock::new(None),
             running: AtomicBool::new(false),
@@ -227,12 +299,12 @@ impl Task {
 
     /// What the task waits for.
     pub fn wait_info(&self) -> WaitInfo {
-        *self.wait.lock()
+        self.wait.get()
     }
 
-    /// Records what the task waits for.
+    /// Records what the task waits for (only the task itself does).
     pub fn set_wait_info(&self, info: WaitInfo) {
-        *self.wait.lock() = info;
+        self.wait.set(info);
     }
 
     /// The interposed call the task is in, if it is in one that passes through to libc.
@@ -268,7 +340,10 @@ impl Task {
     /// Starts a wait: returns the token that wake-ups for it must carry. Register the token
     /// with whatever will wake the task, then suspend with [`Suspend::Park`].
     pub fn begin_wait(&self) -> u64 {
-        self.wait_seq.fetch_add(1, Ordering::AcqRel) + 1
+        // Only the task itself starts waits, so a plain increment will do.
+        let token = self.wait_seq.load(Ordering::Relaxed) + 1;
+        self.wait_seq.store(token, Ordering::Release);
+        token
     }
 
     /// Wakes the task if it is still in wait `token`. Returns true if the caller must queue it

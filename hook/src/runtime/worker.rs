@@ -31,6 +31,8 @@ const POLL_INTERVAL: u32 = 61;
 /// An idle worker checks its queues this many times, `SPIN_PAUSES` pause instructions apart
 /// (about 10 µs in all), before it goes to sleep.
 const SPIN_ROUNDS: u32 = 64;
+/// A spinning worker also looks at its reactor every this many rounds.
+const SPIN_POLL_EVERY: u32 = 16;
 const SPIN_PAUSES: u32 = 32;
 
 /// One worker of the runtime.
@@ -173,6 +175,11 @@ impl Worker {
         self.sleeping.load(Ordering::SeqCst)
     }
 
+    /// Whether it is running a task right now.
+    pub fn is_busy(&self) -> bool {
+        !self.running.load(Ordering::Relaxed).is_null()
+    }
+
     /// The task it is running and the number of resumes so far (which changes with every
     /// switch), if it is running one.
     pub fn running(&self) -> Option<(&Task, u64)> {
@@ -242,14 +249,15 @@ impl Worker {
                 continue;
             }
             since_poll = 0;
-            // Nothing to run: spin a little before sleeping (new work often arrives within
-            // microseconds, and waking a sleeping thread costs a system call on both sides),
-            // looking at the reactor once too. At most one worker spins at a time.
-            if runtime.start_spinning() {
-                let found = self.spin_for_work(runtime) || {
-                    self.poll(&mut events, 0);
-                    self.has_local_work()
-                };
+            // Nothing to run: if another worker is busy (so work may come from it any moment),
+            // spin a little before sleeping — waking a sleeping thread costs a system call on
+            // both sides — looking at the reactor too. At most one worker spins at a time.
+            let others_busy = runtime
+                .workers()
+                .iter()
+                .any(|w| !std::ptr::eq(w, self) && w.is_busy());
+            if others_busy && runtime.start_spinning() {
+                let found = self.spin_for_work(runtime, &mut events);
                 runtime.stop_spinning();
                 if found {
                     continue;
@@ -275,8 +283,11 @@ impl Worker {
     }
 
     /// Spins for up to `SPIN_ROUNDS` checks of the queues; true if work showed up.
-    fn spin_for_work(&self, runtime: &Runtime) -> bool {
-        for _ in 0..SPIN_ROUNDS {
+    fn spin_for_work(&self, runtime: &Runtime, events: &mut [libc::epoll_event]) -> bool {
+        for round in 0..SPIN_ROUNDS {
+            if round % SPIN_POLL_EVERY == SPIN_POLL_EVERY - 1 {
+                self.poll(events, 0);
+            }
             if self.has_local_work() || !runtime.injector.is_empty() {
                 return true;
             }

@@ -114,8 +114,9 @@ fn explain(err: io::Error) -> io::Error {
         return err;
     };
     let in_use = mappings_in_use().unwrap_or(0);
-    // Leave some slack: the libc allocator and the kernel map things of their own.
-    if in_use + 64 < limit {
+    // Leave slack: by the time the maps are counted, other threads may have unmapped some
+    // (stacks going back, the allocator trimming), and libc maps things of its own.
+    if in_use + 1024 < limit {
         return io::Error::new(
             io::ErrorKind::OutOfMemory,
             format!("cannot map a coroutine stack: {err}"),
