@@ -133,13 +133,12 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        // One allocation carries the closure in and the result out.
         let packet = Arc::new(Packet {
+            f: UnsafeCell::new(Some(f)),
             result: UnsafeCell::new(None),
         });
-        let start = Box::into_raw(Box::new(Start {
-            f,
-            packet: packet.clone(),
-        }));
+        let start = Arc::into_raw(packet.clone());
         let name = self.name.as_deref().unwrap_or("");
         let options = SpawnOptions {
             name_ptr: if name.is_empty() {
@@ -157,20 +156,20 @@ impl Builder {
             len: 0,
         };
         let mut handle: TaskHandle = std::ptr::null_mut();
-        // SAFETY: `start` is a leaked Box that `run::<F, T>` takes back exactly once; the
-        // options, the name and the error buffer outlive the call.
+        // SAFETY: `start` is a counted reference that `run::<F, T>` takes back exactly once;
+        // the options, the name and the error buffer outlive the call.
         let errno = unsafe {
             (abi.spawn)(
                 run::<F, T>,
-                start.cast::<c_void>(),
+                start.cast_mut().cast::<c_void>(),
                 &options,
                 &mut handle,
                 &mut error,
             )
         };
         if errno != 0 {
-            // SAFETY: on failure the runtime never calls `run`, so the Box is still ours.
-            drop(unsafe { Box::from_raw(start) });
+            // SAFETY: on failure the runtime never calls `run`, so the reference is still ours.
+            drop(unsafe { Arc::from_raw(start) });
             let text = String::from_utf8_lossy(&message[..error.len.min(message.len())]);
             let kind = io::Error::from_raw_os_error(errno).kind();
             return Err(io::Error::new(kind, text.into_owned()));
@@ -185,34 +184,50 @@ impl Builder {
     }
 }
 
-/// What a spawned coroutine starts with: the closure and where to put its result.
-struct Start<F, T> {
-    f: F,
-    packet: Arc<Packet<T>>,
-}
-
-/// Where a coroutine leaves its result for `join`.
-struct Packet<T> {
+/// What a spawned coroutine starts with and leaves behind: the closure, moved out when it
+/// starts, and its result, moved out by `join`.
+struct Packet<F, T> {
+    f: UnsafeCell<Option<F>>,
     /// Written once by `run` before the coroutine finishes; read by `join` after the runtime
     /// says it finished.
     result: UnsafeCell<Option<std::thread::Result<T>>>,
 }
 
-// SAFETY: the cell is written by the coroutine and read by the joiner strictly after the
-// runtime's join (which orders the two), never concurrently; `T: Send` moves across.
-unsafe impl<T: Send> Sync for Packet<T> {}
+// SAFETY: `f` is taken by the coroutine only, once, before anyone else could look; `result` is
+// written by the coroutine and read by the joiner strictly after the runtime's join (which
+// orders the two), never concurrently. `F: Send` and `T: Send` move across threads.
+unsafe impl<F: Send, T: Send> Sync for Packet<F, T> {}
+
+/// The joiner's view of a [`Packet`], without the closure's type.
+trait ResultSlot<T>: Send + Sync {
+    /// Takes the result.
+    ///
+    /// # Safety
+    /// Only after the runtime's join returned.
+    unsafe fn take(&self) -> Option<std::thread::Result<T>>;
+}
+
+impl<F: Send, T: Send> ResultSlot<T> for Packet<F, T> {
+    unsafe fn take(&self) -> Option<std::thread::Result<T>> {
+        // SAFETY: guaranteed by the caller: the coroutine is done with the cell.
+        unsafe { (*self.result.get()).take() }
+    }
+}
 
 /// The coroutine's entry point: runs the closure, catching its panic.
 ///
 /// # Safety
-/// `data` must be a `Box<Start<F, T>>` leaked by `spawn_coroutine`, passed exactly once.
+/// `data` must be an `Arc<Packet<F, T>>` leaked by `spawn_coroutine`, passed exactly once.
 unsafe extern "C" fn run<F, T>(data: *mut c_void)
 where
     F: FnOnce() -> T,
 {
     // SAFETY: guaranteed by the caller.
-    let start = unsafe { Box::from_raw(data.cast::<Start<F, T>>()) };
-    let Start { f, packet } = *start;
+    let packet = unsafe { Arc::from_raw(data.cast_const().cast::<Packet<F, T>>()) };
+    // SAFETY: only this coroutine touches `f`, once (see `Packet`).
+    let Some(f) = (unsafe { (*packet.f.get()).take() }) else {
+        return;
+    };
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     // SAFETY: nobody reads the cell before the coroutine finishes (see `Packet`).
     unsafe { *packet.result.get() = Some(result) };
@@ -228,7 +243,7 @@ enum Imp<T> {
     Coroutine {
         abi: &'static AbiV1,
         handle: TaskHandle,
-        packet: Arc<Packet<T>>,
+        packet: Arc<dyn ResultSlot<T>>,
     },
     Thread(std::thread::JoinHandle<T>),
 }
@@ -260,7 +275,7 @@ impl<T> JoinHandle<T> {
                 }
                 // SAFETY: the coroutine has finished (join returned), so `run` is done with the
                 // cell and nothing else touches it.
-                let result = unsafe { (*packet.result.get()).take() };
+                let result = unsafe { packet.take() };
                 result.unwrap_or_else(|| Err(Box::new(LostResult) as Box<dyn Any + Send>))
             }
         }
