@@ -241,19 +241,17 @@ impl FdEntry {
     /// (they see `Closed`), and removes the fd from the workers' epolls while its number still
     /// names it.
     pub fn invalidate(&self, fd: c_int) {
-        let (readers, writers, registered) = {
+        let mut woken = Woken::default();
+        let registered = {
             let mut waiters = self.waiters.lock();
             self.generation.fetch_add(1, Ordering::AcqRel);
             self.kind.store(KIND_UNKNOWN, Ordering::Release);
             self.user_nonblocking.store(false, Ordering::Relaxed);
             self.recv_timeout_ns.store(0, Ordering::Relaxed);
             self.send_timeout_ns.store(0, Ordering::Relaxed);
-            let registered = self.registered.swap(0, Ordering::AcqRel);
-            (
-                std::mem::take(&mut waiters.0),
-                std::mem::take(&mut waiters.1),
-                registered,
-            )
+            woken.take_all(&mut waiters.0);
+            woken.take_all(&mut waiters.1);
+            self.registered.swap(0, Ordering::AcqRel)
         };
         if let Some(rt) = runtime::try_get() {
             for (i, worker) in rt.all_workers().iter().enumerate().take(64) {
@@ -262,12 +260,7 @@ impl FdEntry {
                 }
             }
         }
-        WAITERS.fetch_sub(readers.len() + writers.len(), Ordering::Relaxed);
-        for (task, token) in readers.into_iter().chain(writers) {
-            if task.wake(token) {
-                runtime::schedule(task);
-            }
-        }
+        woken.wake(runtime::schedule);
     }
 
     /// Suspends the current coroutine until `dir` may be ready (its sequence number moved past
@@ -376,31 +369,22 @@ impl FdEntry {
                 as u32
             != 0;
         let writable = events & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0;
-        let (readers, writers) = {
+        let mut woken = Woken::default();
+        {
             let mut waiters = self.waiters.lock();
             if self.generation() != generation {
                 return; // an event for a previous life of this fd number
             }
-            let readers = if readable {
+            if readable {
                 self.read_ready.fetch_add(1, Ordering::AcqRel);
-                std::mem::take(&mut waiters.0)
-            } else {
-                Vec::new()
-            };
-            let writers = if writable {
+                woken.take_all(&mut waiters.0);
+            }
+            if writable {
                 self.write_ready.fetch_add(1, Ordering::AcqRel);
-                std::mem::take(&mut waiters.1)
-            } else {
-                Vec::new()
-            };
-            (readers, writers)
-        };
-        WAITERS.fetch_sub(readers.len() + writers.len(), Ordering::Relaxed);
-        for (task, token) in readers.into_iter().chain(writers) {
-            if task.wake(token) {
-                schedule(task);
+                woken.take_all(&mut waiters.1);
             }
         }
+        woken.wake(schedule);
     }
 }
 
@@ -413,6 +397,41 @@ impl FdEntry {
             (libc::EPOLLIN | libc::EPOLLOUT) as u32,
             runtime::schedule,
         );
+    }
+}
+
+/// Waiters taken off an fd's lists, to be woken after its lock is released. The lists keep
+/// their capacity (no allocation per wait), and the usual one or two waiters live on the
+/// stack.
+#[derive(Default)]
+struct Woken {
+    few: [Option<(Arc<Task>, u64)>; 4],
+    count: usize,
+    more: Vec<(Arc<Task>, u64)>,
+}
+
+impl Woken {
+    /// Moves every waiter out of `list` (leaving it empty, with its capacity).
+    fn take_all(&mut self, list: &mut Waiters) {
+        WAITERS.fetch_sub(list.len(), Ordering::Relaxed);
+        for waiter in list.drain(..) {
+            match self.few.get_mut(self.count) {
+                Some(slot) => {
+                    *slot = Some(waiter);
+                    self.count += 1;
+                }
+                None => self.more.push(waiter),
+            }
+        }
+    }
+
+    /// Wakes them all, queueing those that were parked.
+    fn wake(self, schedule: impl Fn(Arc<Task>)) {
+        for (task, token) in self.few.into_iter().flatten().chain(self.more) {
+            if task.wake(token) {
+                schedule(task);
+            }
+        }
     }
 }
 

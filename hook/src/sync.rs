@@ -116,6 +116,26 @@ pub fn futex_wait(word: &AtomicU32, expected: u32) {
     };
 }
 
+/// Like [`futex_wait`], for at most `timeout`.
+pub fn futex_wait_timeout(word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32; `ts` is a valid relative timeout.
+    unsafe {
+        raw_syscall::syscall6(
+            libc::SYS_futex as usize,
+            word.as_ptr() as usize,
+            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
+            expected as usize,
+            &ts as *const libc::timespec as usize,
+            0,
+            0,
+        )
+    };
+}
+
 /// Wakes up to `count` threads blocked in [`futex_wait`] on `word`.
 pub fn futex_wake(word: &AtomicU32, count: i32) {
     // SAFETY: `word` is a live, aligned u32.

@@ -6,7 +6,7 @@ use libc::{addrinfo, c_char, c_int, sockaddr, socklen_t};
 
 use super::{errno, guard, set_errno};
 use crate::real;
-use crate::runtime::{blocking, current};
+use crate::runtime::blocking;
 
 /// Raw pointers moved to a pool thread: the coroutine that owns what they point at stays
 /// suspended until the call returns.
@@ -32,8 +32,8 @@ pub unsafe extern "C" fn getaddrinfo(
     hints: *const addrinfo,
     res: *mut *mut addrinfo,
 ) -> c_int {
-    guard(&"getaddrinfo", || {
-        let Some(current) = current::task() else {
+    guard(&"getaddrinfo", |task| {
+        let Some(current) = task else {
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe { real::getaddrinfo(node, service, hints, res) };
         };
@@ -63,8 +63,8 @@ pub unsafe extern "C" fn getnameinfo(
     servlen: socklen_t,
     flags: c_int,
 ) -> c_int {
-    guard(&"getnameinfo", || {
-        let Some(current) = current::task() else {
+    guard(&"getnameinfo", |task| {
+        let Some(current) = task else {
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe {
                 real::getnameinfo(addr, addrlen, host, hostlen, serv, servlen, flags)

@@ -16,7 +16,7 @@ use crate::real;
 /// As for libc's `close`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    guard(&"close", || {
+    guard(&"close", |_| {
         if let Some(entry) = fd::table().peek(fd) {
             if entry.kind() != KIND_UNKNOWN {
                 entry.invalidate(fd);
@@ -48,7 +48,7 @@ fn copied(old: c_int, new: c_int) {
 /// As for libc's `dup`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
-    guard(&"dup", || {
+    guard(&"dup", |_| {
         // SAFETY: the caller's argument, passed on unchanged.
         let new = unsafe { real::dup(fd) };
         if new >= 0 {
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 /// As for libc's `dup2`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    guard(&"dup2", || {
+    guard(&"dup2", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::dup2(old, new) };
         if rc >= 0 && old != new {
@@ -80,7 +80,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// As for libc's `dup3`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    guard(&"dup3", || {
+    guard(&"dup3", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::dup3(old, new, flags) };
         if rc >= 0 {
@@ -106,7 +106,7 @@ fn pollable(fd: c_int) -> Option<&'static FdEntry> {
 /// As for libc's `fcntl`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-    guard(&"fcntl", || match cmd {
+    guard(&"fcntl", |_| match cmd {
         libc::F_GETFL => {
             // SAFETY: the caller's arguments, passed on unchanged.
             let flags = unsafe { real::fcntl(fd, cmd, arg) };
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
 /// As for libc's `ioctl`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
-    guard(&"ioctl", || {
+    guard(&"ioctl", |_| {
         if request == libc::FIONBIO && !arg.is_null() {
             if let Some(entry) = managed_socket(fd) {
                 // SAFETY: FIONBIO takes a pointer to an int.

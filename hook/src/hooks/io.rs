@@ -7,8 +7,8 @@
 
 use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::{blocking, deadline_for, errno, guard, mode, set_errno, try_once, wait, Mode};
-use crate::fd::{Dir, FdEntry, Wait, KIND_POLLABLE};
+use super::{blocking, deadline_for, direct, errno, guard, mode, set_errno, try_once, wait, Mode};
+use crate::fd::{Dir, FdEntry, Wait, KIND_POLLABLE, KIND_SOCKET};
 use crate::real;
 use crate::runtime::current::CurrentTask;
 
@@ -112,13 +112,28 @@ fn total_len(iov: &[iovec]) -> usize {
 /// As for libc's `read`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    guard(&"read", || match mode(fd, Dir::Read) {
+    guard(&"read", |task| match mode(task, fd, Dir::Read) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::read(fd, buf, count) },
-        Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
-            // SAFETY: as above.
-            unsafe { real::read(fd, buf, count) }
-        }),
+        Mode::Blocking(entry, task) => {
+            let socket = entry.kind() == KIND_SOCKET;
+            blocking(fd, entry, &task, Dir::Read, || {
+                if socket {
+                    // `read` on a socket is `recv` without flags.
+                    direct::recvfrom(
+                        fd,
+                        buf,
+                        count,
+                        0,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                } else {
+                    // SAFETY: as above.
+                    unsafe { real::read(fd, buf, count) }
+                }
+            })
+        }
     })
 }
 
@@ -128,7 +143,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// As for libc's `readv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard(&"readv", || match mode(fd, Dir::Read) {
+    guard(&"readv", |task| match mode(task, fd, Dir::Read) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::readv(fd, iov, iovcnt) },
         Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
@@ -144,24 +159,31 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 /// As for libc's `recv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    guard(&"recv", || match mode(fd, Dir::Read) {
+    guard(&"recv", |task| match mode(task, fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             if flags & libc::MSG_WAITALL != 0 {
                 blocking_all(fd, entry, &task, Dir::Read, len, |done, max| {
                     // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
-                    unsafe {
-                        real::recv(
-                            fd,
-                            buf.cast::<u8>().add(done).cast(),
-                            (len - done).min(max),
-                            flags,
-                        )
-                    }
+                    let at = unsafe { buf.cast::<u8>().add(done) }.cast();
+                    direct::recvfrom(
+                        fd,
+                        at,
+                        (len - done).min(max),
+                        flags,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
                 })
             } else {
                 blocking(fd, entry, &task, Dir::Read, || {
-                    // SAFETY: the caller's arguments.
-                    unsafe { real::recv(fd, buf, len, flags) }
+                    direct::recvfrom(
+                        fd,
+                        buf,
+                        len,
+                        flags,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
                 })
             }
         }
@@ -183,7 +205,7 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
 ) -> ssize_t {
-    guard(&"recvfrom", || match mode(fd, Dir::Read) {
+    guard(&"recvfrom", |task| match mode(task, fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking(fd, entry, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments.
@@ -201,7 +223,7 @@ pub unsafe extern "C" fn recvfrom(
 /// As for libc's `recvmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    guard(&"recvmsg", || match mode(fd, Dir::Read) {
+    guard(&"recvmsg", |task| match mode(task, fd, Dir::Read) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking(fd, entry, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments.
@@ -219,18 +241,21 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// As for libc's `write`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    guard(&"write", || match mode(fd, Dir::Write) {
+    guard(&"write", |task| match mode(task, fd, Dir::Write) {
         // SAFETY: the caller's arguments, passed on unchanged.
         Mode::PassThrough => unsafe { real::write(fd, buf, count) },
         Mode::Blocking(entry, task) => {
+            let socket = entry.kind() == KIND_SOCKET;
             blocking_all(fd, entry, &task, Dir::Write, count, |done, max| {
                 // SAFETY: `done < count`, so the pointer stays in the caller's buffer.
-                unsafe {
-                    real::write(
-                        fd,
-                        buf.cast::<u8>().add(done).cast(),
-                        (count - done).min(max),
-                    )
+                let at = unsafe { buf.cast::<u8>().add(done) }.cast();
+                let len = (count - done).min(max);
+                if socket {
+                    // `write` on a socket is `send` without flags (SIGPIPE included).
+                    direct::sendto(fd, at, len, 0, std::ptr::null(), 0)
+                } else {
+                    // SAFETY: the caller's buffer, from `done`.
+                    unsafe { real::write(fd, at, len) }
                 }
             })
         }
@@ -243,7 +268,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 /// As for libc's `writev`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    guard(&"writev", || match mode(fd, Dir::Write) {
+    guard(&"writev", |task| match mode(task, fd, Dir::Write) {
         Mode::Blocking(entry, task) => {
             // SAFETY: libc requires `iov` to point at `iovcnt` iovecs.
             let Some(slice) = (unsafe { iov_slice(iov, iovcnt) }) else {
@@ -272,18 +297,12 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
 /// As for libc's `send`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    guard(&"send", || match mode(fd, Dir::Write) {
+    guard(&"send", |task| match mode(task, fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
-                unsafe {
-                    real::send(
-                        fd,
-                        buf.cast::<u8>().add(done).cast(),
-                        (len - done).min(max),
-                        flags,
-                    )
-                }
+                let at = unsafe { buf.cast::<u8>().add(done) }.cast();
+                direct::sendto(fd, at, (len - done).min(max), flags, std::ptr::null(), 0)
             })
         }
         // SAFETY: the caller's arguments, passed on unchanged.
@@ -304,7 +323,7 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> ssize_t {
-    guard(&"sendto", || match mode(fd, Dir::Write) {
+    guard(&"sendto", |task| match mode(task, fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
             blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
@@ -331,7 +350,7 @@ pub unsafe extern "C" fn sendto(
 /// As for libc's `sendmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    guard(&"sendmsg", || match mode(fd, Dir::Write) {
+    guard(&"sendmsg", |task| match mode(task, fd, Dir::Write) {
         Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 && !msg.is_null() => {
             // SAFETY: libc requires `msg` to be a valid msghdr.
             let header = unsafe { *msg };

@@ -8,6 +8,7 @@
 //! In unit-test builds of this crate the symbols are not exported (`cfg_attr(not(test),
 //! no_mangle)`), so the test harness itself is not interposed.
 
+pub mod direct;
 pub mod dns;
 pub mod fdops;
 pub mod io;
@@ -49,15 +50,17 @@ fn abort_after_panic(name: &str, payload: &(dyn std::any::Any + Send)) -> ! {
 }
 
 /// Runs a hook's body; a panic inside aborts the process with a message naming the hook.
-/// Inside a coroutine it also records which hook the coroutine is in, for the stuck-worker
-/// warning (a coroutine that runs for long inside a hook is in libc's blocking call).
+/// The body gets the coroutine running on this thread, if any (one thread-local lookup per
+/// hook). Inside a coroutine it also records which hook the coroutine is in, for the
+/// stuck-worker warning (a coroutine that runs for long inside a hook is in libc's blocking
+/// call).
 #[inline(always)]
-pub fn guard<R>(name: &'static &'static str, body: impl FnOnce() -> R) -> R {
+pub fn guard<R>(name: &'static &'static str, body: impl FnOnce(Option<CurrentTask>) -> R) -> R {
     let current = current::task();
     if let Some(current) = &current {
         current.task().set_in_call(Some(name));
     }
-    let outcome = panic::catch_unwind(AssertUnwindSafe(body));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| body(current)));
     if let Some(current) = &current {
         current.task().set_in_call(None);
     }
@@ -94,8 +97,8 @@ pub enum Mode {
 ///
 /// Writes to fds 1 and 2 never suspend: std writes them holding its stdout/stderr lock, whose
 /// owner is the worker thread, so a sibling coroutine could re-enter it mid-line.
-pub fn mode(fd: c_int, dir: Dir) -> Mode {
-    match current::task() {
+pub fn mode(task: Option<CurrentTask>, fd: c_int, dir: Dir) -> Mode {
+    match task {
         Some(task) => {
             let Some(entry) = fd::table().get(fd) else {
                 return Mode::PassThrough;

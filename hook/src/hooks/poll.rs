@@ -13,7 +13,7 @@ use libc::{c_int, fd_set, nfds_t, pollfd, sigset_t, timespec, timeval};
 use super::{guard, set_errno};
 use crate::fd::{self, Dir, FdEntry, KIND_UNKNOWN};
 use crate::real;
-use crate::runtime::current::{self, CurrentTask};
+use crate::runtime::current::CurrentTask;
 use crate::runtime::task::WaitInfo;
 use crate::runtime::{self, timer};
 
@@ -111,13 +111,7 @@ fn deadline_ts(timeout: *const timespec) -> Result<u64, ()> {
         return Ok(0);
     }
     // SAFETY: non-null; libc would read a timespec from it.
-    let ts = unsafe { &*timeout };
-    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-        return Err(());
-    }
-    let ns = (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64);
+    let ns = timer::timespec_ns(unsafe { &*timeout }).ok_or(())?;
     Ok(timer::now_ns().saturating_add(ns).max(1))
 }
 
@@ -142,9 +136,9 @@ unsafe fn pollfds<'a>(fds: *mut pollfd, nfds: nfds_t) -> Option<&'a mut [pollfd]
 /// As for libc's `poll`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
-    guard(&"poll", || {
+    guard(&"poll", |task| {
         // SAFETY: libc requires `fds` to point at `nfds` pollfds.
-        match (current::task(), unsafe { pollfds(fds, nfds) }) {
+        match (task, unsafe { pollfds(fds, nfds) }) {
             (Some(current), Some(list)) if timeout != 0 => poll_coroutine(
                 &current,
                 list,
@@ -171,18 +165,14 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    guard(&"ppoll", || {
+    guard(&"ppoll", |task| {
         let zero = !timeout.is_null() && {
             // SAFETY: non-null; libc would read it.
             let ts = unsafe { &*timeout };
             ts.tv_sec == 0 && ts.tv_nsec == 0
         };
         // SAFETY: libc requires `fds` to point at `nfds` pollfds.
-        match (
-            current::task(),
-            unsafe { pollfds(fds, nfds) },
-            deadline_ts(timeout),
-        ) {
+        match (task, unsafe { pollfds(fds, nfds) }, deadline_ts(timeout)) {
             (Some(current), Some(list), Ok(deadline)) if !zero => poll_coroutine(
                 &current,
                 list,
@@ -295,8 +285,8 @@ pub unsafe extern "C" fn select(
     exceptfds: *mut fd_set,
     timeout: *mut timeval,
 ) -> c_int {
-    guard(&"select", || {
-        let current = match current::task() {
+    guard(&"select", |task| {
+        let current = match task {
             Some(current) if (0..=libc::FD_SETSIZE as c_int).contains(&nfds) => current,
             // SAFETY: the caller's arguments, passed on unchanged.
             _ => return unsafe { real::select(nfds, readfds, writefds, exceptfds, timeout) },
@@ -344,13 +334,13 @@ pub unsafe extern "C" fn pselect(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
-    guard(&"pselect", || {
+    guard(&"pselect", |task| {
         let zero = !timeout.is_null() && {
             // SAFETY: non-null; libc would read it.
             let ts = unsafe { &*timeout };
             ts.tv_sec == 0 && ts.tv_nsec == 0
         };
-        match (current::task(), deadline_ts(timeout)) {
+        match (task, deadline_ts(timeout)) {
             (Some(current), Ok(deadline))
                 if !zero && (0..=libc::FD_SETSIZE as c_int).contains(&nfds) =>
             {
@@ -411,7 +401,7 @@ pub unsafe extern "C" fn epoll_wait(
     maxevents: c_int,
     timeout: c_int,
 ) -> c_int {
-    guard(&"epoll_wait", || match current::task() {
+    guard(&"epoll_wait", |task| match task {
         Some(current) if timeout != 0 && maxevents > 0 => {
             epoll_wait_coroutine(&current, epfd, events, maxevents, deadline_ms(timeout))
         }
@@ -432,7 +422,7 @@ pub unsafe extern "C" fn epoll_pwait(
     timeout: c_int,
     sigmask: *const sigset_t,
 ) -> c_int {
-    guard(&"epoll_pwait", || match current::task() {
+    guard(&"epoll_pwait", |task| match task {
         Some(current) if timeout != 0 && maxevents > 0 => {
             epoll_wait_coroutine(&current, epfd, events, maxevents, deadline_ms(timeout))
         }

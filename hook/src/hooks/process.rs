@@ -10,7 +10,7 @@ use super::guard;
 use super::poll::poll_coroutine;
 use crate::fd;
 use crate::real;
-use crate::runtime::current::{self, CurrentTask};
+use crate::runtime::current::CurrentTask;
 use crate::runtime::task::WaitInfo;
 use crate::runtime::{self, timer};
 
@@ -65,7 +65,7 @@ fn wait_child(
 /// As for libc's `waitpid`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
-    guard(&"waitpid", || match current::task() {
+    guard(&"waitpid", |task| match task {
         Some(current) if options & libc::WNOHANG == 0 => {
             wait_child(&current, pid, options, |opts| {
                 // SAFETY: the caller's arguments, with WNOHANG.
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn wait4(
     options: c_int,
     usage: *mut rusage,
 ) -> pid_t {
-    guard(&"wait4", || match current::task() {
+    guard(&"wait4", |task| match task {
         Some(current) if options & libc::WNOHANG == 0 => {
             wait_child(&current, pid, options, |opts| {
                 // SAFETY: the caller's arguments, with WNOHANG.
@@ -106,7 +106,7 @@ pub unsafe extern "C" fn wait4(
 /// As for libc's `wait`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
-    guard(&"wait", || match current::task() {
+    guard(&"wait", |task| match task {
         Some(current) => wait_child(&current, -1, 0, |opts| {
             // SAFETY: the caller's argument, as waitpid(-1, status, WNOHANG).
             unsafe { real::waitpid(-1, status, opts) }
@@ -135,7 +135,7 @@ unsafe fn forget_pair(fds: *const c_int) {
 /// As for libc's `pipe`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pipe(fds: *mut c_int) -> c_int {
-    guard(&"pipe", || {
+    guard(&"pipe", |_| {
         // SAFETY: the caller's argument, passed on unchanged.
         let rc = unsafe { real::pipe(fds) };
         if rc == 0 {
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn pipe(fds: *mut c_int) -> c_int {
 /// As for libc's `pipe2`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
-    guard(&"pipe2", || {
+    guard(&"pipe2", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::pipe2(fds, flags) };
         if rc == 0 {
@@ -170,7 +170,7 @@ pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
 /// As for libc's `dlopen`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn dlopen(filename: *const libc::c_char, flags: c_int) -> *mut libc::c_void {
-    guard(&"dlopen", || {
+    guard(&"dlopen", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let handle = unsafe { real::dlopen(filename, flags) };
         if !handle.is_null() {

@@ -10,18 +10,6 @@ use super::{guard, set_errno};
 use crate::real;
 use crate::runtime::{self, current, timer};
 
-/// A valid relative or absolute time as ns, or `None` if glibc would say `EINVAL`.
-fn timespec_ns(ts: &timespec) -> Option<u64> {
-    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-        return None;
-    }
-    Some(
-        (ts.tv_sec as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(ts.tv_nsec as u64),
-    )
-}
-
 /// Suspends the current coroutine for `ns` (a zero sleep yields).
 fn sleep_for(current: &current::CurrentTask, ns: u64) {
     if ns == 0 {
@@ -37,7 +25,7 @@ fn sleep_for(current: &current::CurrentTask, ns: u64) {
 /// As for libc's `sleep`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
-    guard(&"sleep", || match current::task() {
+    guard(&"sleep", |task| match task {
         Some(current) => {
             sleep_for(&current, u64::from(seconds) * 1_000_000_000);
             0
@@ -53,7 +41,7 @@ pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
 /// As for libc's `usleep`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn usleep(usec: useconds_t) -> c_int {
-    guard(&"usleep", || match current::task() {
+    guard(&"usleep", |task| match task {
         Some(current) => {
             sleep_for(&current, u64::from(usec) * 1000);
             0
@@ -69,8 +57,8 @@ pub unsafe extern "C" fn usleep(usec: useconds_t) -> c_int {
 /// As for libc's `nanosleep`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> c_int {
-    guard(&"nanosleep", || {
-        let Some(current) = current::task() else {
+    guard(&"nanosleep", |task| {
+        let Some(current) = task else {
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe { real::nanosleep(req, rem) };
         };
@@ -79,7 +67,7 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
             return -1;
         }
         // SAFETY: non-null; libc requires it to point at a timespec.
-        match timespec_ns(unsafe { &*req }) {
+        match timer::timespec_ns(unsafe { &*req }) {
             Some(ns) => {
                 sleep_for(&current, ns);
                 0
@@ -105,8 +93,8 @@ pub unsafe extern "C" fn clock_nanosleep(
     req: *const timespec,
     rem: *mut timespec,
 ) -> c_int {
-    guard(&"clock_nanosleep", || {
-        let current = match current::task() {
+    guard(&"clock_nanosleep", |task| {
+        let current = match task {
             Some(current)
                 if matches!(
                     clock,
@@ -125,7 +113,7 @@ pub unsafe extern "C" fn clock_nanosleep(
             return libc::EFAULT;
         }
         // SAFETY: non-null; libc requires it to point at a timespec.
-        let Some(ns) = timespec_ns(unsafe { &*req }) else {
+        let Some(ns) = timer::timespec_ns(unsafe { &*req }) else {
             return libc::EINVAL;
         };
         if flags & libc::TIMER_ABSTIME == 0 {
@@ -134,13 +122,7 @@ pub unsafe extern "C" fn clock_nanosleep(
         }
         // Absolute: sleep for what is left on that clock (a later change of CLOCK_REALTIME
         // does not move the wake-up).
-        let mut now = timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a supported clock and a valid out-pointer.
-        unsafe { libc::clock_gettime(clock, &mut now) };
-        let now_ns = timespec_ns(&now).unwrap_or(0);
+        let now_ns = timer::clock_ns(clock);
         if ns > now_ns {
             runtime::sleep_until(&current, timer::now_ns().saturating_add(ns - now_ns));
         }

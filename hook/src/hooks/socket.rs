@@ -5,10 +5,11 @@
 
 use libc::{c_int, c_void, sockaddr, socklen_t};
 
-use super::{blocking, deadline_for, errno, guard, mode, set_errno, wait, Mode};
+use super::{blocking, deadline_for, direct, errno, guard, mode, set_errno, wait, Mode};
 use crate::fd::{self, Dir, Wait, KIND_SOCKET};
 use crate::real;
-use crate::runtime::{self, current, timer};
+use crate::runtime::current::{self, CurrentTask};
+use crate::runtime::{self, timer};
 
 /// Interposed `socket(2)`. A socket created inside a coroutine is managed from the start
 /// (created non-blocking in the kernel); any other new socket number forgets what the table
@@ -18,8 +19,8 @@ use crate::runtime::{self, current, timer};
 /// As for libc's `socket`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    guard(&"socket", || {
-        let in_coroutine = current::task().is_some();
+    guard(&"socket", |task| {
+        let in_coroutine = task.is_some();
         let extra = if in_coroutine { libc::SOCK_NONBLOCK } else { 0 };
         // SAFETY: the caller's arguments, plus SOCK_NONBLOCK for a managed socket.
         let fd = unsafe { real::socket(domain, ty | extra, protocol) };
@@ -45,7 +46,7 @@ pub unsafe extern "C" fn socketpair(
     protocol: c_int,
     sv: *mut c_int,
 ) -> c_int {
-    guard(&"socketpair", || {
+    guard(&"socketpair", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::socketpair(domain, ty, protocol, sv) };
         if rc == 0 {
@@ -62,13 +63,14 @@ pub unsafe extern "C" fn socketpair(
 }
 
 fn accept_common(
+    task: Option<CurrentTask>,
     fd: c_int,
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
     flags: c_int,
     plain_accept: bool,
 ) -> c_int {
-    match mode(fd, Dir::Read) {
+    match mode(task, fd, Dir::Read) {
         Mode::PassThrough => {
             // SAFETY: the caller's arguments, passed on unchanged.
             let new = unsafe {
@@ -87,7 +89,7 @@ fn accept_common(
             let new = blocking(fd, listener, &task, Dir::Read, || {
                 // SAFETY: the caller's arguments; the new socket is created non-blocking
                 // because the runtime manages it.
-                unsafe { real::accept4(fd, addr, addrlen, flags | libc::SOCK_NONBLOCK) as isize }
+                direct::accept4(fd, addr, addrlen, flags | libc::SOCK_NONBLOCK) as isize
             }) as c_int;
             if let Some(entry) = fd::table().get(new) {
                 // Accepted sockets inherit the listener's timeouts (Linux copies them).
@@ -108,7 +110,9 @@ fn accept_common(
 /// As for libc's `accept`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
-    guard(&"accept", || accept_common(fd, addr, addrlen, 0, true))
+    guard(&"accept", |task| {
+        accept_common(task, fd, addr, addrlen, 0, true)
+    })
 }
 
 /// Interposed `accept4(2)`.
@@ -122,8 +126,8 @@ pub unsafe extern "C" fn accept4(
     addrlen: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    guard(&"accept4", || {
-        accept_common(fd, addr, addrlen, flags, false)
+    guard(&"accept4", |task| {
+        accept_common(task, fd, addr, addrlen, flags, false)
     })
 }
 
@@ -134,8 +138,8 @@ pub unsafe extern "C" fn accept4(
 /// As for libc's `connect`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int {
-    guard(&"connect", || {
-        let (entry, task) = match mode(fd, Dir::Write) {
+    guard(&"connect", |task| {
+        let (entry, task) = match mode(task, fd, Dir::Write) {
             // SAFETY: the caller's arguments, passed on unchanged.
             Mode::PassThrough => return unsafe { real::connect(fd, addr, addrlen) },
             Mode::Blocking(entry, task) => (entry, task),
@@ -229,7 +233,7 @@ fn socket_error(fd: c_int) -> c_int {
 /// As for libc's `shutdown`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
-    guard(&"shutdown", || {
+    guard(&"shutdown", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::shutdown(fd, how) };
         if rc == 0 {
@@ -254,7 +258,7 @@ pub unsafe extern "C" fn setsockopt(
     value: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    guard(&"setsockopt", || {
+    guard(&"setsockopt", |_| {
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::setsockopt(fd, level, name, value, len) };
         let dir = match (level, name) {

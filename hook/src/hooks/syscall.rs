@@ -11,29 +11,6 @@ use crate::futex;
 use crate::real;
 use crate::runtime::{self, current, timer};
 
-/// A valid timespec as ns, or `None` (EINVAL).
-fn timespec_ns(ts: &timespec) -> Option<u64> {
-    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
-        return None;
-    }
-    Some(
-        (ts.tv_sec as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(ts.tv_nsec as u64),
-    )
-}
-
-/// Now on `clock`, in ns.
-fn clock_now_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    timespec_ns(&ts).unwrap_or(0)
-}
-
 /// Interposed `syscall(2)`. `SYS_futex` waits inside a coroutine park it; `SYS_futex` wakes
 /// from anywhere reach parked coroutines first. Everything else passes through.
 ///
@@ -53,11 +30,11 @@ pub unsafe extern "C" fn syscall(
         // SAFETY: the caller's arguments, passed on unchanged.
         return unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) };
     }
-    guard(&"syscall(SYS_futex)", || {
+    guard(&"syscall(SYS_futex)", |task| {
         let op = a2 as c_int;
         match op & libc::FUTEX_CMD_MASK {
             libc::FUTEX_WAIT | libc::FUTEX_WAIT_BITSET => {
-                if let Some(current) = current::task() {
+                if let Some(current) = task {
                     return futex_wait(
                         &current,
                         a1 as usize,
@@ -125,7 +102,7 @@ fn futex_wait(
         0
     } else {
         // SAFETY: non-null; the kernel would read a timespec from it.
-        let Some(ns) = timespec_ns(unsafe { &*timeout }) else {
+        let Some(ns) = timer::timespec_ns(unsafe { &*timeout }) else {
             set_errno(libc::EINVAL);
             return -1;
         };
@@ -136,7 +113,7 @@ fn futex_wait(
             } else {
                 libc::CLOCK_MONOTONIC
             };
-            let now = clock_now_ns(clock);
+            let now = timer::clock_ns(clock);
             timer::now_ns()
                 .saturating_add(ns.saturating_sub(now))
                 .max(1)
@@ -163,7 +140,7 @@ fn futex_wait(
 /// As for libc's `sched_yield`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sched_yield() -> c_int {
-    guard(&"sched_yield", || match current::task() {
+    guard(&"sched_yield", |task| match task {
         Some(current) => {
             runtime::yield_now(&current);
             0

@@ -20,7 +20,7 @@ use super::timer::now_ns;
 use super::{dump, registry, Runtime};
 use crate::config;
 use crate::log;
-use crate::sync::futex_wake;
+use crate::sync::{futex_wait_timeout, futex_wake};
 use corun::raw_syscall;
 
 /// Bumped by the dump signal handler; the monitor waits on it.
@@ -75,26 +75,6 @@ extern "C" fn on_dump_signal(_: libc::c_int) {
     futex_wake(&DUMP_REQUESTS, 1);
 }
 
-/// Waits while `*word == expected`, at most `timeout`.
-fn futex_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: a live aligned futex word and a valid relative timeout.
-    unsafe {
-        raw_syscall::syscall6(
-            libc::SYS_futex as usize,
-            word.as_ptr() as usize,
-            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
-            expected as usize,
-            &ts as *const libc::timespec as usize,
-            0,
-            0,
-        )
-    };
-}
-
 fn monitor(runtime: &'static Runtime) {
     let config = config::get();
     let tick = if config.stuck_ms == 0 {
@@ -110,7 +90,7 @@ fn monitor(runtime: &'static Runtime) {
     loop {
         let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
         if requests == dumps_done {
-            futex_wait_for(&DUMP_REQUESTS, requests, tick);
+            futex_wait_timeout(&DUMP_REQUESTS, requests, tick);
         }
         let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
         if requests != dumps_done {
@@ -144,7 +124,7 @@ fn print_dump(runtime: &'static Runtime) {
             if now >= deadline {
                 break;
             }
-            futex_wait_for(
+            futex_wait_timeout(
                 worker.traces_done(),
                 done,
                 Duration::from_nanos((deadline - now).min(50_000_000)),
