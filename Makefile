@@ -1,7 +1,7 @@
 # corun: `make run-examples` and `make test` set everything up on a fresh machine.
 CARGO ?= cargo
 
-.PHONY: all build hook run-examples test lint fmt-check clippy doc unit bench clean
+.PHONY: all build hook run-examples test lint fmt-check clippy doc unit bench-check bench clean
 
 all: build
 
@@ -15,8 +15,8 @@ hook:
 run-examples:
 	scripts/run-examples.sh
 
-## Everything CI checks: formatting, clippy, rustdoc, and every test.
-test: lint unit
+## Everything CI checks: formatting, clippy, rustdoc, every test, and the benchmark crate's.
+test: lint unit bench-check
 
 lint: fmt-check clippy doc
 
@@ -35,6 +35,13 @@ unit:
 	$(CARGO) build --workspace --lib --examples
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test -p corun --doc
+
+# The benchmark crate (bench/, its own workspace so that tokio, may & co. stay out of corun's
+# dependency tree): formatting, clippy and its unit tests. It does not run the benchmarks.
+bench-check:
+	$(CARGO) fmt --manifest-path bench/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path bench/Cargo.toml --target-dir bench/target --all-targets -- -D warnings
+	$(CARGO) test --manifest-path bench/Cargo.toml --target-dir bench/target
 
 ## Benchmarks (not tests): the side-by-side suite against tokio, may, Go and OS threads
 ## (scripts/bench.sh: tables on stdout, target/bench/report.md and charts). The criterion

@@ -36,10 +36,14 @@ pub struct Config {
     /// Whether each coroutine gets its own thread identity (`CORUN_TLS=isolated`, the
     /// default) or shares its worker's (`shared`).
     pub isolated_tls: bool,
+    /// Whether an idle worker takes runnable, started coroutines from a busy one
+    /// (`CORUN_STEAL`; default off). Only with isolated identity, which makes moving a started
+    /// coroutine sound; with `CORUN_TLS=shared` it is ignored with a warning.
+    pub steal: bool,
 }
 
 /// Every variable the runtime reads (the launcher's `CORUN_HOOK` too, so it is not "unknown").
-pub const VARIABLES: [&str; 11] = [
+pub const VARIABLES: [&str; 12] = [
     "CORUN_WORKERS",
     "CORUN_STACK_SIZE",
     "CORUN_STACK_POOL",
@@ -50,6 +54,7 @@ pub const VARIABLES: [&str; 11] = [
     "CORUN_DUMP_SIGNAL",
     "CORUN_LOG",
     "CORUN_TLS",
+    "CORUN_STEAL",
     "CORUN_HOOK",
 ];
 
@@ -164,8 +169,10 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
             _ => None,
         },
     )?;
+    let steal = var(&lookup, "CORUN_STEAL", "0 or 1", || false, parse_flag)?;
     Ok(Config {
         isolated_tls,
+        steal,
         workers,
         stack_size,
         stack_pool,
@@ -244,6 +251,8 @@ mod tests {
         assert_eq!(config.stack_pool, 16384);
         assert_eq!(config.stuck_ms, 100);
         assert!(!config.migrate);
+        assert!(!config.steal);
+        assert!(config.isolated_tls);
         assert_eq!(config.dump_signal, None);
         assert_eq!(config.log, Level::Warn);
     }
@@ -259,6 +268,8 @@ mod tests {
             ("CORUN_DUMP", "1"),
             ("CORUN_DUMP_SIGNAL", "SIGUSR1"),
             ("CORUN_LOG", "debug"),
+            ("CORUN_TLS", "shared"),
+            ("CORUN_STEAL", "1"),
         ])
         .unwrap();
         assert_eq!(config.workers, 3);
@@ -268,6 +279,8 @@ mod tests {
         assert!(config.migrate);
         assert_eq!(config.dump_signal, Some(libc::SIGUSR1));
         assert_eq!(config.log, Level::Debug);
+        assert!(!config.isolated_tls);
+        assert!(config.steal);
     }
 
     #[test]
@@ -285,6 +298,7 @@ mod tests {
             ("CORUN_DUMP_SIGNAL", "11", "QUIT, USR1"),
             ("CORUN_LOG", "verbose", "error, warn"),
             ("CORUN_TLS", "private", "isolated or shared"),
+            ("CORUN_STEAL", "on", "0 or 1"),
         ] {
             let err = with(&[(name, value)]).unwrap_err();
             assert!(

@@ -4,6 +4,7 @@
 //! ```text
 //! std-peer --spawn corun|thread spawn-join  [--tasks N] [--batch B]
 //! std-peer --spawn corun|thread ping-pong   [--round-trips N]
+//! std-peer --spawn corun|thread yield       [--yields N]
 //! std-peer --spawn corun|thread idle        [--tasks N] [--sleep-ms MS]
 //! std-peer --spawn corun|thread capacity    [--max N] [--max-os-threads N]
 //! std-peer --spawn corun|thread echo-server
@@ -71,6 +72,7 @@ fn main() {
     match args.command.as_str() {
         "spawn-join" => spawn_join(spawner, args.get("tasks", 100_000), args.get("batch", 10_000)),
         "ping-pong" => ping_pong(spawner, args.get("round-trips", 100_000)),
+        "yield" => yields(spawner, args.get("yields", 1_000_000)),
         "idle" => idle(spawner, args.get("tasks", 100_000), args.get("sleep-ms", 5_000)),
         "capacity" => {
             let max = if on_coroutines {
@@ -82,7 +84,7 @@ fn main() {
         }
         "echo-server" => serve(spawner, echo_connection),
         "http-server" => serve(spawner, http_connection),
-        _ => fail("usage: std-peer --spawn corun|thread spawn-join|ping-pong|idle|capacity|echo-server|http-server"),
+        _ => fail("usage: std-peer --spawn corun|thread spawn-join|ping-pong|yield|idle|capacity|echo-server|http-server"),
     }
 }
 
@@ -163,6 +165,29 @@ fn ping_pong(spawner: Spawner, round_trips: u64) {
             ("round_trips", &round_trips),
             ("elapsed_ns", &elapsed.as_nanos()),
         ],
+    );
+}
+
+/// One task yielding `yields` times: with corun, each `corun::yield_now` is a suspend and a
+/// resume of the coroutine (the worker has nothing else to run), so this times a switch round
+/// trip, thread-pointer switches included; with threads, `std::thread::yield_now`.
+fn yields(spawner: Spawner, yields: u64) {
+    let task = spawner
+        .spawn(move || {
+            let start = Instant::now();
+            for _ in 0..yields {
+                match spawner {
+                    Spawner::Corun => corun::yield_now(),
+                    Spawner::Thread => std::thread::yield_now(),
+                }
+            }
+            start.elapsed()
+        })
+        .unwrap_or_else(|e| spawn_failed(0, &e));
+    let elapsed = task.join().expect("the yielding task panicked");
+    emit(
+        "RESULT",
+        &[("yields", &yields), ("elapsed_ns", &elapsed.as_nanos())],
     );
 }
 

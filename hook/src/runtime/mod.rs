@@ -44,6 +44,9 @@ pub struct Runtime {
     spawned: AtomicU64,
     /// Workers spinning for work before they sleep (at most one).
     spinning: AtomicUsize,
+    /// Whether idle workers take runnable coroutines from busy ones (`CORUN_STEAL=1` with
+    /// per-coroutine identity).
+    steal: bool,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -92,6 +95,18 @@ impl Runtime {
         }
         crate::identity::init(config.isolated_tls);
         TLS_OFFSETS.get_or_init(current::tls_offsets);
+        let steal = config.steal && crate::identity::enabled();
+        if config.steal && !steal {
+            let why = if config.isolated_tls {
+                "per-coroutine identity is not available here (see the warning above)"
+            } else {
+                "CORUN_TLS=shared is set"
+            };
+            log::warn(format_args!(
+                "CORUN_STEAL=1 ignored: {why}, and without per-coroutine identity moving a \
+                 started coroutine to another thread is unsound"
+            ));
+        }
         Runtime {
             workers,
             active: AtomicUsize::new(0),
@@ -99,6 +114,7 @@ impl Runtime {
             entered: AtomicU32::new(0),
             spawned: AtomicU64::new(0),
             spinning: AtomicUsize::new(0),
+            steal,
         }
     }
 
@@ -190,6 +206,11 @@ impl Runtime {
     /// Ends a spin started with [`start_spinning`](Self::start_spinning).
     pub(crate) fn stop_spinning(&self) {
         self.spinning.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether idle workers ask busy ones for runnable coroutines (`CORUN_STEAL`).
+    pub(crate) fn steals(&self) -> bool {
+        self.steal
     }
 
     /// Tasks spawned so far.

@@ -72,6 +72,9 @@ pub struct Worker {
     areas: SpinLock<Vec<Area>>,
     /// Areas given back so far (see `recycle_area`).
     recycled: AtomicU64,
+    /// An idle worker asking for some of this one's runnable tasks (`CORUN_STEAL=1`): its
+    /// index + 1, or 0. Answered by this worker's loop at its next pick (see `share`).
+    steal_request: AtomicUsize,
 }
 
 /// Thread areas kept per worker for reuse.
@@ -112,6 +115,7 @@ impl Worker {
             tid: AtomicI32::new(0),
             areas: SpinLock::new(Vec::new()),
             recycled: AtomicU64::new(0),
+            steal_request: AtomicUsize::new(0),
         })
     }
 
@@ -245,10 +249,16 @@ impl Worker {
                 if since_poll >= POLL_INTERVAL {
                     since_poll = 0;
                     self.poll(&mut events, 0);
+                    if runtime.steals() {
+                        self.offer_work(runtime);
+                    }
                 }
                 continue;
             }
             since_poll = 0;
+            if runtime.steals() {
+                self.request_work(runtime);
+            }
             // Nothing to run: if another worker is busy (so work may come from it any moment),
             // spin a little before sleeping — waking a sleeping thread costs a system call on
             // both sides — looking at the reactor too. At most one worker spins at a time.
@@ -320,6 +330,9 @@ impl Worker {
                     local.push_back(task);
                 }
             }
+            if self.steal_request.load(Ordering::Relaxed) != 0 {
+                self.share(runtime, local);
+            }
             let next = local.pop_front();
             self.local_len.store(local.len(), Ordering::Relaxed);
             next
@@ -328,6 +341,66 @@ impl Worker {
             return Some(task);
         }
         runtime.injector.pop().map(|task| self.adopt(task))
+    }
+
+    /// Asks the other worker with the most tasks queued for some of them; they arrive in this
+    /// worker's inbox. (Whether that worker is running a task right now does not matter: it
+    /// answers at its next pick. Requiring it would lose the race with a waker that is between
+    /// two tasks when it wakes us, as `offer_work` does.)
+    fn request_work(&self, runtime: &Runtime) {
+        let victim = runtime
+            .workers()
+            .iter()
+            .filter(|w| !std::ptr::eq(*w, self))
+            .max_by_key(|w| w.local_len.load(Ordering::Relaxed))
+            .filter(|w| w.local_len.load(Ordering::Relaxed) > 0);
+        if let Some(victim) = victim {
+            // One request at a time per victim; a lost race just means another idle worker asked.
+            let _ = victim.steal_request.compare_exchange(
+                0,
+                self.index + 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// With tasks queued here, wakes a sleeping worker so that it asks for some (an idle
+    /// worker asks only when it runs out of work, and then sleeps until woken).
+    fn offer_work(&self, runtime: &Runtime) {
+        if self.local_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(sleeper) = runtime
+            .workers()
+            .iter()
+            .find(|w| !std::ptr::eq(*w, self) && w.is_sleeping())
+        {
+            sleeper.wake();
+        }
+    }
+
+    /// Answers a steal request: moves the back half (rounded up) of the local queue to the
+    /// asking worker. Only runs when stealing is on, which requires per-coroutine identity
+    /// (so moving a started coroutine to another thread is sound).
+    fn share(&self, runtime: &Runtime, local: &mut VecDeque<Arc<Task>>) {
+        let asker = self.steal_request.swap(0, Ordering::Acquire);
+        let Some(thief) = asker
+            .checked_sub(1)
+            .and_then(|index| runtime.workers().get(index))
+        else {
+            return;
+        };
+        let give = local.len().div_ceil(2);
+        if give == 0 || std::ptr::eq(thief, self) {
+            return;
+        }
+        for task in local.drain(local.len() - give..) {
+            task.pin(thief.index);
+            thief.inbox.push(task);
+            thief.inbox_count.fetch_add(1, Ordering::SeqCst);
+        }
+        thief.wake();
     }
 
     /// Pins a new task here.

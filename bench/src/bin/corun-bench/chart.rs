@@ -224,6 +224,8 @@ fn peer_color(name: &str, index: usize) -> RGBColor {
         "generator" | "may" => RGBColor(44, 160, 44),
         "go" => RGBColor(23, 190, 207),
         "threads" => RGBColor(127, 127, 127),
+        "corun-shared" => RGBColor(255, 127, 14),
+        "corun-steal" => RGBColor(148, 103, 189),
         _ => {
             let (r, g, b) = Palette99::pick(index).rgb();
             RGBColor(r, g, b)

@@ -3,6 +3,8 @@
 //! | peer      | program                                   | notes                         |
 //! |-----------|-------------------------------------------|-------------------------------|
 //! | `corun`   | `std-peer --spawn corun`                  | `LD_PRELOAD=libcorun_hook.so` |
+//! | `corun-shared` | the same                             | and `CORUN_TLS=shared`        |
+//! | `corun-steal`  | the same                             | and `CORUN_STEAL=1`           |
 //! | `threads` | `std-peer --spawn thread`                 | the same source, OS threads   |
 //! | `tokio`   | `tokio-peer`                              |                               |
 //! | `may`     | `may-peer`                                |                               |
@@ -43,16 +45,36 @@ impl Toolbox {
 
     /// `corun`: plain std code under the hook.
     pub fn corun(&self) -> Peer {
+        self.corun_with("corun", &[])
+    }
+
+    /// `corun-shared`: corun with `CORUN_TLS=shared` (coroutines share their worker's thread
+    /// identity).
+    pub fn corun_shared(&self) -> Peer {
+        self.corun_with("corun-shared", &[("CORUN_TLS", "shared")])
+    }
+
+    /// `corun-steal`: corun with `CORUN_STEAL=1` (idle workers take queued coroutines).
+    pub fn corun_steal(&self) -> Peer {
+        self.corun_with("corun-steal", &[("CORUN_STEAL", "1")])
+    }
+
+    /// std-peer under the hook with these extra variables, labelled `name`.
+    fn corun_with(&self, name: &'static str, env: &[(&str, &str)]) -> Peer {
         let launch = if self.hook.is_file() {
             let hook = self.hook.display().to_string();
-            self.binary("std-peer")
-                .map(|l| l.args(["--spawn", "corun"]).env("LD_PRELOAD", &hook))
+            self.binary("std-peer").map(|l| {
+                env.iter().fold(
+                    l.args(["--spawn", "corun"]).env("LD_PRELOAD", &hook),
+                    |l, (key, value)| l.env(key, value),
+                )
+            })
         } else {
             Err(format!("{} is not built", self.hook.display()))
         };
         Peer {
-            name: "corun",
-            launch: launch.map(|l| relabel(l, "corun")),
+            name,
+            launch: launch.map(|l| relabel(l, name)),
         }
     }
 

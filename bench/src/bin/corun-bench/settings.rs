@@ -27,6 +27,12 @@ pub struct Settings {
 
     pub http_connections: Vec<usize>,
     pub http_duration_s: u64,
+
+    /// The identity scenario (isolated vs shared vs stealing).
+    pub identity_yields: u64,
+    pub identity_idle_tasks: usize,
+    pub identity_idle_sleep_ms: u64,
+    pub identity_echo_connections: usize,
 }
 
 impl Settings {
@@ -50,6 +56,10 @@ impl Settings {
             echo_duration_ms: 5_000,
             http_connections: vec![100, 1_000],
             http_duration_s: 5,
+            identity_yields: 2_000_000,
+            identity_idle_tasks: 10_000,
+            identity_idle_sleep_ms: 2_000,
+            identity_echo_connections: 1_000,
         }
     }
 
@@ -73,6 +83,10 @@ impl Settings {
             echo_duration_ms: 1_000,
             http_connections: vec![100, 1_000],
             http_duration_s: 1,
+            identity_yields: 300_000,
+            identity_idle_tasks: 5_000,
+            identity_idle_sleep_ms: 1_000,
+            identity_echo_connections: 1_000,
         }
     }
 }

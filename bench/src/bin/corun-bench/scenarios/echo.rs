@@ -12,25 +12,42 @@ use crate::table::{Column, Measurement, Outcome, Table};
 
 /// Where the server and the load generator run.
 #[derive(Clone, Copy)]
-enum Placement {
+pub enum Placement {
+    /// Both pinned to CPU 0.
     SameCpu,
+    /// The server pinned to CPU 0, the load generator to CPU 1.
     DifferentCpus,
+    /// Both on CPUs 0 and 1, placed by the kernel (the server's workers can run in parallel).
+    BothCpus,
 }
 
 impl Placement {
-    fn cpus(self) -> (usize, usize) {
+    /// The CPUs of the server and of the load generator.
+    fn cpus(self) -> (&'static [usize], &'static [usize]) {
         match self {
-            Placement::SameCpu => (0, 0),
-            Placement::DifferentCpus => (0, 1),
+            Placement::SameCpu => (&[0], &[0]),
+            Placement::DifferentCpus => (&[0], &[1]),
+            Placement::BothCpus => (&[0, 1], &[0, 1]),
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Placement::SameCpu => "same CPU",
             Placement::DifferentCpus => "different CPUs",
+            Placement::BothCpus => "both on CPUs 0-1",
         }
     }
+}
+
+/// The columns of every echo table.
+pub fn columns() -> Vec<Column> {
+    vec![
+        Column::higher("round trips/s"),
+        Column::lower("p50 µs"),
+        Column::lower("p99 µs"),
+        Column::lower("server CPU µs/rt"),
+    ]
 }
 
 /// The longest the load generator spends connecting before it measures what it has.
@@ -61,12 +78,7 @@ pub fn run(ctx: &Context) -> Section {
                     count(fits as f64),
                     placement.describe()
                 ),
-                vec![
-                    Column::higher("round trips/s"),
-                    Column::lower("p50 µs"),
-                    Column::lower("p99 µs"),
-                    Column::lower("server CPU µs/rt"),
-                ],
+                columns(),
                 s.reps,
             );
             if fits < connections {
@@ -117,7 +129,8 @@ pub fn run(ctx: &Context) -> Section {
     }
 }
 
-fn echo_once(
+/// One run of the echo server of `peer` under `connections` connections.
+pub fn echo_once(
     tools: &Toolbox,
     peer: &Peer,
     launch: &Launch,
@@ -128,13 +141,13 @@ fn echo_once(
     let s = ctx.settings;
     let (server_cpu, client_cpu) = placement.cpus();
     let window = Duration::from_millis(s.echo_warmup_ms + s.echo_duration_ms);
-    let server_launch = launch.clone().args(["echo-server"]).pinned(&[server_cpu]);
+    let server_launch = launch.clone().args(["echo-server"]).pinned(server_cpu);
     let mut server = Running::start(&server_launch, window + Duration::from_secs(90))?;
     let port = server
         .wait_for("PORT")?
         .number("port")
         .ok_or("the server printed no port")?;
-    let loadgen = tools.loadgen()?.pinned(&[client_cpu]).args([
+    let loadgen = tools.loadgen()?.pinned(client_cpu).args([
         "--addr".to_string(),
         format!("127.0.0.1:{port}"),
         "--connections".to_string(),

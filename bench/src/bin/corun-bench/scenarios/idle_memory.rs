@@ -99,7 +99,8 @@ pub fn run(ctx: &Context) -> Section {
     }
 }
 
-fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -> Outcome {
+/// One run of `tasks` sleeping tasks of `peer`: RSS and system memory per task, tasks asleep.
+pub fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -> Outcome {
     let launch = launch.clone().args([
         "idle".to_string(),
         "--tasks".to_string(),

@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod http;
+pub mod identity;
 pub mod idle_memory;
 pub mod ping_pong;
 pub mod spawn_join;
@@ -40,13 +41,14 @@ pub struct Section {
 pub type Scenario = fn(&Context) -> Section;
 
 /// Every scenario, in the order the suite runs them: `(name for --only, runner)`.
-pub const ALL: [(&str, Scenario); 6] = [
+pub const ALL: [(&str, Scenario); 7] = [
     ("switch", switch::run),
     ("spawn-join", spawn_join::run),
     ("ping-pong", ping_pong::run),
     ("idle-memory", idle_memory::run),
     ("echo", echo::run),
     ("http", http::run),
+    ("identity", identity::run),
 ];
 
 /// Runs `run_one` for each peer, `reps` times, interleaved (A B C A B C …), recording each
