@@ -102,18 +102,7 @@ pub fn sched_yield() {
 
 /// Blocks the calling thread while `*word == expected` (or until woken; may wake spuriously).
 pub fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a live, aligned u32; a null timeout waits indefinitely.
-    unsafe {
-        raw_syscall::syscall6(
-            libc::SYS_futex as usize,
-            word.as_ptr() as usize,
-            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
-            expected as usize,
-            0,
-            0,
-            0,
-        )
-    };
+    raw_futex_wait(word, expected, std::ptr::null());
 }
 
 /// Like [`futex_wait`], for at most `timeout`.
@@ -122,14 +111,20 @@ pub fn futex_wait_timeout(word: &AtomicU32, expected: u32, timeout: std::time::D
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: `word` is a live, aligned u32; `ts` is a valid relative timeout.
+    raw_futex_wait(word, expected, &ts);
+}
+
+/// `FUTEX_WAIT` on `word` with an optional (null: none) relative timeout.
+fn raw_futex_wait(word: &AtomicU32, expected: u32, timeout: *const libc::timespec) {
+    // SAFETY: `word` is a live, aligned u32; `timeout` is null or points to a valid timespec
+    // that outlives the call (both callers pass a local or null).
     unsafe {
         raw_syscall::syscall6(
             libc::SYS_futex as usize,
             word.as_ptr() as usize,
             (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
             expected as usize,
-            &ts as *const libc::timespec as usize,
+            timeout as usize,
             0,
             0,
         )

@@ -11,8 +11,23 @@ use libc::{c_int, c_void, size_t, sockaddr, socklen_t, ssize_t};
 use super::set_errno;
 use corun::raw_syscall::syscall6;
 
-/// Turns a raw kernel result into libc's convention (-1 and `errno`).
-fn finish(ret: isize) -> ssize_t {
+/// Makes system call `nr` and turns its raw result into libc's convention (-1 and `errno`).
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`, as for the libc function of that name.
+unsafe fn call(nr: libc::c_long, args: [usize; 6]) -> ssize_t {
+    // SAFETY: guaranteed by the caller; the kernel checks the pointers it is given.
+    let ret = unsafe {
+        syscall6(
+            nr as usize,
+            args[0],
+            args[1],
+            args[2],
+            args[3],
+            args[4],
+            args[5],
+        )
+    };
     if ret < 0 {
         set_errno(-ret as c_int);
         return -1;
@@ -29,18 +44,16 @@ pub fn recvfrom(
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
 ) -> ssize_t {
-    // SAFETY: the caller's arguments, as libc would pass them; the kernel checks the pointers.
-    finish(unsafe {
-        syscall6(
-            libc::SYS_recvfrom as usize,
-            fd as usize,
-            buf as usize,
-            len,
-            flags as usize,
-            addr as usize,
-            addrlen as usize,
-        )
-    })
+    let args = [
+        fd as usize,
+        buf as usize,
+        len,
+        flags as usize,
+        addr as usize,
+        addrlen as usize,
+    ];
+    // SAFETY: the caller's arguments, as libc's recvfrom would pass them on.
+    unsafe { call(libc::SYS_recvfrom, args) }
 }
 
 /// `sendto(2)` (what `send` and `write` on a socket are).
@@ -52,32 +65,28 @@ pub fn sendto(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> ssize_t {
-    // SAFETY: as above.
-    finish(unsafe {
-        syscall6(
-            libc::SYS_sendto as usize,
-            fd as usize,
-            buf as usize,
-            len,
-            flags as usize,
-            addr as usize,
-            addrlen as usize,
-        )
-    })
+    let args = [
+        fd as usize,
+        buf as usize,
+        len,
+        flags as usize,
+        addr as usize,
+        addrlen as usize,
+    ];
+    // SAFETY: the caller's arguments, as libc's sendto would pass them on.
+    unsafe { call(libc::SYS_sendto, args) }
 }
 
 /// `accept4(2)`.
 pub fn accept4(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t, flags: c_int) -> c_int {
-    // SAFETY: as above.
-    finish(unsafe {
-        syscall6(
-            libc::SYS_accept4 as usize,
-            fd as usize,
-            addr as usize,
-            addrlen as usize,
-            flags as usize,
-            0,
-            0,
-        )
-    }) as c_int
+    let args = [
+        fd as usize,
+        addr as usize,
+        addrlen as usize,
+        flags as usize,
+        0,
+        0,
+    ];
+    // SAFETY: the caller's arguments, as libc's accept4 would pass them on.
+    unsafe { call(libc::SYS_accept4, args) as c_int }
 }

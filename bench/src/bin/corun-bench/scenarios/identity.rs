@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::echo::{self, Placement};
 use super::idle_memory::measure_idle;
+use super::spawn_join;
 use super::{
     chart_of_tables, corun_mode_notes, count, interleave, run_to_result, Context, Section,
 };
@@ -58,22 +59,7 @@ pub fn run(ctx: &Context) -> Section {
         short_reps,
     );
     interleave(&mut spawn_join, short_reps, &pair, |peer, launch| {
-        let launch = launch.clone().args([
-            "spawn-join".to_string(),
-            "--tasks".to_string(),
-            s.spawn_tasks.to_string(),
-            "--batch".to_string(),
-            s.spawn_batch.to_string(),
-        ]);
-        let (result, lines) = run_to_result(&launch, Duration::from_secs(30))?;
-        let micros = match (result.number("elapsed_ns"), result.number("tasks")) {
-            (Some(ns), Some(tasks)) if tasks > 0.0 => Some(ns / tasks / 1000.0),
-            _ => None,
-        };
-        Ok(Measurement {
-            values: vec![micros],
-            notes: corun_mode_notes(peer, &lines),
-        })
+        spawn_join::measure(s, peer, launch)
     });
     note_difference(&mut spawn_join, 0, "µs per task", "none set");
 
@@ -101,7 +87,12 @@ pub fn run(ctx: &Context) -> Section {
     note_difference(&mut memory, 0, "KiB of RSS per coroutine", "≤ +5 KiB");
 
     let mut tables = vec![yields, spawn_join, memory];
-    for placement in [Placement::SameCpu, Placement::BothCpus] {
+    // Stealing needs workers running in parallel: it is compared only where the server may
+    // use both CPUs.
+    for (placement, peers) in [
+        (Placement::SameCpu, &pair[..]),
+        (Placement::BothCpus, &trio[..]),
+    ] {
         let mut table = Table::new(
             format!(
                 "identity: echo, {} connections, {}",
@@ -111,7 +102,7 @@ pub fn run(ctx: &Context) -> Section {
             echo::columns(),
             s.reps,
         );
-        interleave(&mut table, s.reps, &trio, |peer, launch| {
+        interleave(&mut table, s.reps, peers, |peer, launch| {
             echo::echo_once(t, peer, launch, s.identity_echo_connections, placement, ctx)
         });
         note_difference(&mut table, 0, "round trips/s", "within 3% of shared");

@@ -5,7 +5,10 @@ use std::time::Duration;
 use super::{
     chart_of_tables, corun_mode_notes, count, interleave, run_to_result, Context, Section,
 };
-use crate::table::{Column, Measurement, Table};
+use crate::peers::Peer;
+use crate::runner::Launch;
+use crate::settings::Settings;
+use crate::table::{Column, Measurement, Outcome, Table};
 
 pub fn run(ctx: &Context) -> Section {
     let s = ctx.settings;
@@ -21,22 +24,7 @@ pub fn run(ctx: &Context) -> Section {
         s.reps,
     );
     interleave(&mut table, s.reps, &peers, |peer, launch| {
-        let launch = launch.clone().args([
-            "spawn-join".to_string(),
-            "--tasks".to_string(),
-            s.spawn_tasks.to_string(),
-            "--batch".to_string(),
-            s.spawn_batch.to_string(),
-        ]);
-        let (result, lines) = run_to_result(&launch, Duration::from_secs(30))?;
-        let micros = match (result.number("elapsed_ns"), result.number("tasks")) {
-            (Some(ns), Some(tasks)) if tasks > 0.0 => Some(ns / tasks / 1000.0),
-            _ => None,
-        };
-        Ok(Measurement {
-            values: vec![micros],
-            notes: corun_mode_notes(peer, &lines),
-        })
+        measure(s, peer, launch)
     });
     let chart = chart_of_tables(
         "spawn + join, µs per task (lower is better)",
@@ -58,4 +46,24 @@ pub fn run(ctx: &Context) -> Section {
         tables: vec![table],
         chart: Some(chart),
     }
+}
+
+/// One run of `spawn-join` for `peer`: µs per task.
+pub fn measure(s: &Settings, peer: &Peer, launch: &Launch) -> Outcome {
+    let launch = launch.clone().args([
+        "spawn-join".to_string(),
+        "--tasks".to_string(),
+        s.spawn_tasks.to_string(),
+        "--batch".to_string(),
+        s.spawn_batch.to_string(),
+    ]);
+    let (result, lines) = run_to_result(&launch, Duration::from_secs(30))?;
+    let micros = match (result.number("elapsed_ns"), result.number("tasks")) {
+        (Some(ns), Some(tasks)) if tasks > 0.0 => Some(ns / tasks / 1000.0),
+        _ => None,
+    };
+    Ok(Measurement {
+        values: vec![micros],
+        notes: corun_mode_notes(peer, &lines),
+    })
 }
