@@ -302,6 +302,17 @@ fn ping_pong(
     per_round_trip
 }
 
+/// One side of a ping-pong for [`ping_pong`]: a boxed send into `tx` and a boxed receive from
+/// `rx` (std's and crossbeam's channels share no trait, so a macro).
+macro_rules! ends {
+    ($tx:ident, $rx:ident) => {
+        (
+            Box::new(move |v| $tx.send(v).unwrap()),
+            Box::new(move || $rx.recv().unwrap()),
+        )
+    };
+}
+
 /// std `mpsc` ping-pong between two coroutines on one worker: an unbounded `channel` and a
 /// rendezvous `sync_channel(0)`, 10,000 round trips each.
 #[test]
@@ -316,28 +327,16 @@ fn std_mpsc_ping_pong_between_coroutines_on_one_worker() {
             ping_pong(
                 "std mpsc::channel",
                 ROUNDS,
-                (
-                    Box::new(move |v| ping_tx.send(v).unwrap()),
-                    Box::new(move || ping_rx.recv().unwrap()),
-                ),
-                (
-                    Box::new(move |v| pong_tx.send(v).unwrap()),
-                    Box::new(move || pong_rx.recv().unwrap()),
-                ),
+                ends!(ping_tx, ping_rx),
+                ends!(pong_tx, pong_rx),
             );
             let (ping_tx, ping_rx) = mpsc::sync_channel::<u64>(0);
             let (pong_tx, pong_rx) = mpsc::sync_channel::<u64>(0);
             ping_pong(
                 "std mpsc::sync_channel(0)",
                 ROUNDS,
-                (
-                    Box::new(move |v| ping_tx.send(v).unwrap()),
-                    Box::new(move || ping_rx.recv().unwrap()),
-                ),
-                (
-                    Box::new(move |v| pong_tx.send(v).unwrap()),
-                    Box::new(move || pong_rx.recv().unwrap()),
-                ),
+                ends!(ping_tx, ping_rx),
+                ends!(pong_tx, pong_rx),
             );
         });
 }
@@ -356,28 +355,16 @@ fn crossbeam_ping_pong_between_coroutines_on_one_worker() {
             ping_pong(
                 "crossbeam unbounded",
                 ROUNDS,
-                (
-                    Box::new(move |v| ping_tx.send(v).unwrap()),
-                    Box::new(move || ping_rx.recv().unwrap()),
-                ),
-                (
-                    Box::new(move |v| pong_tx.send(v).unwrap()),
-                    Box::new(move || pong_rx.recv().unwrap()),
-                ),
+                ends!(ping_tx, ping_rx),
+                ends!(pong_tx, pong_rx),
             );
             let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(0);
             let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u64>(0);
             ping_pong(
                 "crossbeam bounded(0)",
                 ROUNDS,
-                (
-                    Box::new(move |v| ping_tx.send(v).unwrap()),
-                    Box::new(move || ping_rx.recv().unwrap()),
-                ),
-                (
-                    Box::new(move |v| pong_tx.send(v).unwrap()),
-                    Box::new(move || pong_rx.recv().unwrap()),
-                ),
+                ends!(ping_tx, ping_rx),
+                ends!(pong_tx, pong_rx),
             );
         });
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{join_thread_within, join_within, wait_for, Child, Ticker};
+use support::{join_thread_within, join_within, ping_pong_with_thread, wait_for, Child, Ticker};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -24,44 +24,20 @@ fn crossbeam_ping_pong_between_coroutine_and_thread() {
     Child::new("crossbeam_ping_pong_between_coroutine_and_thread")
         .env("CORUN_WORKERS", "1")
         .run(|| {
-            let ticker = Ticker::start(Duration::from_millis(2));
+            // A zero-capacity ping channel: `send` itself waits for the thread to take it.
             let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(0);
             let (pong_tx, pong_rx) = crossbeam_channel::unbounded::<u64>();
-            let thread = thread::spawn(move || {
-                for value in ping_rx {
-                    // Now and then make the coroutine wait a while, so that a worker blocked
-                    // in `recv` would stop the ticker for long enough to see.
-                    if value % 10 == 0 {
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                    if pong_tx.send(value + 1).is_err() {
-                        break;
-                    }
-                }
-            });
-            let start = Instant::now();
-            let coroutine = corun::spawn(move || {
-                let mut value = 0;
-                for _ in 0..ROUND_TRIPS {
-                    // A zero-capacity channel: `send` itself waits for the thread to take it.
-                    ping_tx.send(value).unwrap();
-                    let reply = pong_rx.recv().unwrap();
-                    assert_eq!(reply, value + 1);
-                    value = reply;
-                }
-                value
-            });
-            let last = join_within(coroutine, 30 * SECOND, "the ping-pong coroutine");
-            let elapsed = start.elapsed();
-            join_thread_within(thread, 5 * SECOND, "the pong thread");
-            let ticked = ticker.stop();
-            println!(
-                "{ROUND_TRIPS} crossbeam round trips in {elapsed:?}; the ticker ticked {ticked} times"
-            );
-            assert_eq!(last, ROUND_TRIPS);
-            assert!(
-                ticked >= 5,
-                "the ticker ticked {ticked} times during {elapsed:?} of ping-pong on its worker"
+            ping_pong_with_thread(
+                "crossbeam",
+                ROUND_TRIPS,
+                (
+                    Box::new(move |v| ping_tx.send(v).is_ok()),
+                    Box::new(move || ping_rx.recv().ok()),
+                ),
+                (
+                    Box::new(move |v| pong_tx.send(v).is_ok()),
+                    Box::new(move || pong_rx.recv().ok()),
+                ),
             );
         });
 }

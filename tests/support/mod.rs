@@ -404,3 +404,58 @@ impl Ticker {
         self.ticks.load(Ordering::Acquire)
     }
 }
+
+/// Sends a number into a channel (boxed: std's and crossbeam's channels share no trait).
+pub type SendFn = Box<dyn FnMut(u64) -> bool + Send>;
+/// Receives a number from a channel; `None` once the other side has hung up.
+pub type RecvFn = Box<dyn FnMut() -> Option<u64> + Send>;
+
+/// A coroutine sends `round_trips` numbers to an OS thread over `ping` and waits for each one
+/// back, plus one, over `pong`, on a runtime with a ticker coroutine on the same worker
+/// (`CORUN_WORKERS=1`). Now and then the thread makes the coroutine wait a millisecond, so a
+/// worker blocked in the channel's `recv` would stop the ticker for long enough to see. Asserts
+/// every reply, and that the ticker kept ticking.
+pub fn ping_pong_with_thread(
+    label: &str,
+    round_trips: u64,
+    ping: (SendFn, RecvFn),
+    pong: (SendFn, RecvFn),
+) {
+    let ticker = Ticker::start(Duration::from_millis(2));
+    let ((mut send_ping, mut recv_ping), (mut send_pong, mut recv_pong)) = (ping, pong);
+    let thread = std::thread::spawn(move || {
+        while let Some(value) = recv_ping() {
+            if value % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !send_pong(value + 1) {
+                break;
+            }
+        }
+    });
+    let start = Instant::now();
+    let coroutine = corun::spawn(move || {
+        let mut value = 0;
+        for _ in 0..round_trips {
+            assert!(send_ping(value), "the pong thread hung up");
+            let reply = recv_pong().expect("the pong thread hung up");
+            assert_eq!(reply, value + 1);
+            value = reply;
+        }
+        value
+    });
+    let last = join_within(
+        coroutine,
+        Duration::from_secs(30),
+        "the ping-pong coroutine",
+    );
+    let elapsed = start.elapsed();
+    join_thread_within(thread, Duration::from_secs(5), "the pong thread");
+    let ticked = ticker.stop();
+    println!("{round_trips} {label} round trips in {elapsed:?}; the ticker ticked {ticked} times");
+    assert_eq!(last, round_trips);
+    assert!(
+        ticked >= 5,
+        "the ticker ticked {ticked} times during {elapsed:?} of ping-pong on its worker"
+    );
+}
