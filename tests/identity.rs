@@ -423,93 +423,12 @@ fn parking_lot_mutex_held_across_sleeps() {
 // stdout
 // ---------------------------------------------------------------------------------------------
 
-const PRINTERS: usize = 1000;
-const LINES_PER_PRINTER: usize = 3;
-
-/// Line `j` of printer `i`, in six pieces printed by one `println!`. The last line of each
-/// printer is longer than stdout's 1 KiB line buffer, so std writes it in more than one piece.
-fn printed_line(i: usize, j: usize) -> [String; 6] {
-    let len = if j == LINES_PER_PRINTER - 1 { 200 } else { 6 };
-    std::array::from_fn(|k| {
-        let letter = char::from(b'a' + ((i * 5 + j * 3 + k) % 26) as u8);
-        format!("@{i:04}/{j}/{k}={}", letter.to_string().repeat(len))
-    })
-}
-
 /// `println!` from 1,000 coroutines on one worker (so each holds std's stdout lock under its own
 /// identity) while the parent reads the child's stdout slowly: no panic, and every line arrives
 /// exactly once, whole.
 #[test]
 fn println_from_1000_coroutines_with_their_own_identity() {
-    const NAME: &str = "println_from_1000_coroutines_with_their_own_identity";
-    let Some(finished) = Child::new(NAME)
-        .env("CORUN_WORKERS", "1")
-        .slow_stdout(4096, Duration::from_millis(1))
-        .timeout(120 * SECOND)
-        .run_unchecked(|| {
-            support::assert_preloaded();
-            // End libtest's "test … " line, so that the first payload line starts a line.
-            println!();
-            let handles: Vec<_> = (0..PRINTERS)
-                .map(|i| {
-                    corun::spawn(move || {
-                        for j in 0..LINES_PER_PRINTER {
-                            let p = printed_line(i, j);
-                            println!("{}{}{}{}{}{}", p[0], p[1], p[2], p[3], p[4], p[5]);
-                            thread::sleep(Duration::from_millis(1));
-                        }
-                    })
-                })
-                .collect();
-            for handle in handles {
-                join_within(handle, 100 * SECOND, "a printing coroutine");
-            }
-        })
-    else {
-        return; // in the child
-    };
-    assert!(
-        finished.status.success(),
-        "the child failed: {} after {:?}\n--- stderr ---\n{}\n--- stdout: {} bytes ---",
-        finished.status,
-        finished.elapsed,
-        finished.stderr,
-        finished.stdout.len()
-    );
-    let mut expected: std::collections::HashMap<String, usize> = (0..PRINTERS)
-        .flat_map(|i| (0..LINES_PER_PRINTER).map(move |j| (printed_line(i, j).concat(), 0)))
-        .collect();
-    let mut bad = Vec::new();
-    let mut payload_lines = 0;
-    for line in finished.stdout.lines().filter(|line| line.contains('@')) {
-        payload_lines += 1;
-        match expected.get_mut(line) {
-            Some(count) => *count += 1,
-            None => bad.push(line),
-        }
-    }
-    let examples: Vec<String> = bad
-        .iter()
-        .take(3)
-        .map(|line| line.chars().take(300).collect())
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{} torn or interleaved lines, e.g.:\n{}",
-        bad.len(),
-        examples.join("\n")
-    );
-    let missing = expected.values().filter(|&&count| count == 0).count();
-    let repeated = expected.values().filter(|&&count| count > 1).count();
-    println!(
-        "{payload_lines} lines ({} bytes) from {PRINTERS} coroutines on one worker through a slow \
-         pipe in {:?}",
-        finished.stdout.len(),
-        finished.elapsed
-    );
-    assert_eq!(missing, 0, "{missing} lines never arrived");
-    assert_eq!(repeated, 0, "{repeated} lines arrived more than once");
-    assert_eq!(payload_lines, PRINTERS * LINES_PER_PRINTER);
+    support::println_storm("println_from_1000_coroutines_with_their_own_identity", "1");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -459,3 +459,98 @@ pub fn ping_pong_with_thread(
         "the ticker ticked {ticked} times during {elapsed:?} of ping-pong on its worker"
     );
 }
+
+/// Printers and lines each for [`println_storm`].
+const PRINTERS: usize = 1000;
+const LINES_PER_PRINTER: usize = 4;
+
+/// Line `j` of printer `i`, in six pieces printed by one `println!`. The last line of each
+/// printer is longer than stdout's 1 KiB line buffer, so std flushes it in the middle: a write
+/// that yielded there would let a sibling coroutine mix its text in.
+fn printed_line(i: usize, j: usize) -> [String; 6] {
+    let len = if j == LINES_PER_PRINTER - 1 { 250 } else { 8 };
+    std::array::from_fn(|k| {
+        let letter = char::from(b'a' + ((i * 7 + j * 3 + k) % 26) as u8);
+        format!("#{i:04}.{j}.{k}:{}", letter.to_string().repeat(len))
+    })
+}
+
+/// The body of test `name`: `println!` from 1,000 coroutines on `workers` workers while the
+/// parent reads the child's stdout slowly. Asserts no panic, and that every line arrives
+/// exactly once, whole.
+pub fn println_storm(name: &str, workers: &str) {
+    let Some(finished) = Child::new(name)
+        .env("CORUN_WORKERS", workers)
+        .slow_stdout(4096, Duration::from_millis(1))
+        .timeout(Duration::from_secs(120))
+        .run_unchecked(|| {
+            assert_preloaded();
+            // End libtest's "test … " line, so that the first payload line starts a line.
+            println!();
+            let handles: Vec<_> = (0..PRINTERS)
+                .map(|i| {
+                    corun::spawn(move || {
+                        for j in 0..LINES_PER_PRINTER {
+                            let p = printed_line(i, j);
+                            println!("{}{}{}{}{}{}", p[0], p[1], p[2], p[3], p[4], p[5]);
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                join_within(handle, Duration::from_secs(100), "a printing coroutine");
+            }
+        })
+    else {
+        return; // the child
+    };
+    let shorten = |text: &str| {
+        let chars = text.chars().count();
+        if chars <= 4000 {
+            text.to_owned()
+        } else {
+            let head: String = text.chars().take(2000).collect();
+            let tail: String = text.chars().skip(chars - 2000).collect();
+            format!("{head} … [{} bytes] … {tail}", text.len())
+        }
+    };
+    assert!(
+        finished.status.success(),
+        "the child failed: {} after {:?}\n--- stderr ---\n{}\n--- stdout (shortened) ---\n{}",
+        finished.status,
+        finished.elapsed,
+        finished.stderr,
+        shorten(&finished.stdout)
+    );
+    let mut expected: std::collections::HashMap<String, usize> = (0..PRINTERS)
+        .flat_map(|i| (0..LINES_PER_PRINTER).map(move |j| (printed_line(i, j).concat(), 0)))
+        .collect();
+    let mut bad = Vec::new();
+    let mut payload_lines = 0;
+    for line in finished.stdout.lines().filter(|line| line.contains('#')) {
+        payload_lines += 1;
+        match expected.get_mut(line) {
+            Some(count) => *count += 1,
+            None => bad.push(line),
+        }
+    }
+    let bad_text: Vec<String> = bad.iter().take(5).map(|line| shorten(line)).collect();
+    assert!(
+        bad.is_empty(),
+        "{} torn or interleaved lines, e.g.:\n{}",
+        bad.len(),
+        bad_text.join("\n")
+    );
+    let missing = expected.values().filter(|&&count| count == 0).count();
+    let repeated = expected.values().filter(|&&count| count > 1).count();
+    println!(
+        "{payload_lines} lines ({} bytes) from {PRINTERS} coroutines on {workers} worker(s) \
+         through a slow pipe in {:?}",
+        finished.stdout.len(),
+        finished.elapsed
+    );
+    assert_eq!(missing, 0, "{missing} lines never arrived");
+    assert_eq!(repeated, 0, "{repeated} lines arrived more than once");
+    assert_eq!(payload_lines, PRINTERS * LINES_PER_PRINTER);
+}
