@@ -38,6 +38,8 @@ pub mod coroutine;
 #[doc(hidden)]
 pub mod raw_syscall;
 mod spawn;
+#[doc(hidden)]
+pub mod spin;
 mod stats;
 
 pub use spawn::{coroutine_id, spawn, unblock, yield_now, Builder, JoinHandle};

@@ -20,7 +20,7 @@ pub struct Stats {
     pub fd_waiters: u64,
     /// Coroutines waiting on a futex word (a lock, a condvar, a park …) now.
     pub futex_waiters: u64,
-    /// Stacks in the pool, ready for reuse.
+    /// Idle stacks in the slabs, ready for reuse.
     pub pooled_stacks: u64,
     /// Coroutine resumes so far.
     pub context_switches: u64,

@@ -3,6 +3,8 @@
 //!
 //! Both run the examples that `cargo test` builds next to this test binary.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -86,5 +88,38 @@ fn valgrind_sees_no_invalid_access() {
     assert!(
         stdout.contains("fibonacci: [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn valgrind_sees_no_invalid_access_under_the_runtime() {
+    assert!(
+        have("valgrind"),
+        "valgrind is not installed (`apt-get install valgrind`; .ci/run installs it)"
+    );
+    // Five coroutines on slab stacks with their thread areas, sleeping at once.
+    let out = Command::new("valgrind")
+        .args(["--error-exitcode=99", "--quiet"])
+        .arg(example("sleep"))
+        .env("LD_PRELOAD", support::hook_path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "valgrind reported errors:\n{stderr}");
+    for bad in [
+        "Invalid read",
+        "Invalid write",
+        "switching stacks",
+        "uninitialised",
+    ] {
+        assert!(
+            !stderr.contains(bad),
+            "valgrind reported {bad:?}:\n{stderr}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("after 1 s: 5 of 5 coroutines finished"),
+        "{stdout}\n{stderr}"
     );
 }

@@ -30,6 +30,7 @@ fn help_documents_every_option_and_variable() {
         "CORUN_WORKERS",
         "CORUN_STACK_SIZE",
         "CORUN_STACK_POOL",
+        "CORUN_GUARD",
         "CORUN_BLOCKING_THREADS",
         "CORUN_STUCK_MS",
         "CORUN_MIGRATE",
@@ -37,6 +38,7 @@ fn help_documents_every_option_and_variable() {
         "CORUN_DUMP_SIGNAL",
         "CORUN_LOG",
         "CORUN_TLS",
+        "CORUN_STEAL",
         "CORUN_HOOK",
     ] {
         assert!(

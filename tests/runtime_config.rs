@@ -122,6 +122,15 @@ fn corun_stack_size_12x_is_rejected_at_start() {
 }
 
 #[test]
+fn corun_guard_pkey_is_rejected_at_start() {
+    assert_rejected(
+        "corun_guard_pkey_is_rejected_at_start",
+        "CORUN_GUARD",
+        "pkey",
+    );
+}
+
+#[test]
 fn good_settings_are_accepted() {
     Child::new("good_settings_are_accepted")
         .env("CORUN_WORKERS", "3")

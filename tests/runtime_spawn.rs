@@ -166,32 +166,42 @@ fn builder_stack_size_gives_a_deep_stack() {
 #[test]
 fn builder_name_appears_in_the_overflow_report() {
     const NAME: &str = "builder_name_appears_in_the_overflow_report";
-    let finished = Child::new(NAME).run_unchecked(|| {
-        support::assert_preloaded();
-        let handle = corun::Builder::new()
-            .name("tiny-stack-7".into())
-            .stack_size(16 * 1024)
-            .spawn(|| use_stack(stack_address(), 1 << 30))
-            .expect("spawn failed");
-        let _ = handle.join();
-        unreachable!("the overflow must end the process");
-    });
-    let Some(finished) = finished else { return };
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        finished.status.signal(),
-        Some(libc::SIGABRT),
-        "expected an abort after the overflow report:\n{}",
-        finished.describe()
-    );
-    assert!(
-        finished.stderr.contains("coroutine 'tiny-stack-7'")
-            && finished
-                .stderr
-                .contains("has overflowed its stack (16 KiB)"),
-        "the overflow report does not name the coroutine:\n{}",
-        finished.describe()
-    );
+    // Both ways of guarding a slab stack: kernel guard regions (where the kernel has them) and
+    // mprotect pages.
+    let mut guards = vec!["mprotect"];
+    if corun::coroutine::guard_kind() == corun::coroutine::GuardKind::Madvise {
+        guards.push("madvise");
+    }
+    for guard in guards {
+        let finished = Child::new(NAME)
+            .env("CORUN_GUARD", guard)
+            .run_unchecked(|| {
+                support::assert_preloaded();
+                let handle = corun::Builder::new()
+                    .name("tiny-stack-7".into())
+                    .stack_size(16 * 1024)
+                    .spawn(|| use_stack(stack_address(), 1 << 30))
+                    .expect("spawn failed");
+                let _ = handle.join();
+                unreachable!("the overflow must end the process");
+            });
+        let Some(finished) = finished else { return };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            finished.status.signal(),
+            Some(libc::SIGABRT),
+            "CORUN_GUARD={guard}: expected an abort after the overflow report:\n{}",
+            finished.describe()
+        );
+        assert!(
+            finished.stderr.contains("coroutine 'tiny-stack-7'")
+                && finished
+                    .stderr
+                    .contains("has overflowed its stack (16 KiB)"),
+            "CORUN_GUARD={guard}: the overflow report does not name the coroutine:\n{}",
+            finished.describe()
+        );
+    }
 }
 
 #[test]

@@ -1,24 +1,54 @@
-//! Stack overflow reporting and the `vm.max_map_count` diagnosis. Each case runs in a child
-//! process (this test binary re-executed with `CORUN_TEST_CHILD` set), since it ends the process
-//! or exhausts its mappings.
+//! Stack overflow reporting, slab capacity and the `vm.max_map_count` diagnosis, on both ways
+//! of making guard pages (kernel guard regions and `mprotect`). Each case runs in a child
+//! process (this test binary re-executed with `CORUN_TEST_CHILD` set), since it ends the
+//! process or exhausts its mappings.
 
 use std::process::{Command, Output};
 
-use corun::coroutine::{Coroutine, DefaultStack, Stack, Yielder};
+use corun::coroutine::{
+    guard_kind, set_guard_mode, Coroutine, DefaultStack, GuardKind, GuardMode, Stack, Yielder,
+};
 
 const CHILD_VAR: &str = "CORUN_TEST_CHILD";
+/// Which guard mode the child sets before making any stack.
+const GUARD_VAR: &str = "CORUN_TEST_GUARD";
 
-/// Re-runs this binary's test `name` alone, with `CORUN_TEST_CHILD=name`.
-fn run_child(name: &str) -> Output {
+/// Re-runs this binary's test `name` alone, with `CORUN_TEST_CHILD=name` and the guard mode.
+fn run_child_with(name: &str, guard: GuardKind) -> Output {
     Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, name)
+        .env(GUARD_VAR, format!("{guard:?}"))
         .output()
         .expect("cannot re-run the test binary")
 }
 
+fn run_child(name: &str) -> Output {
+    run_child_with(name, GuardKind::Mprotect)
+}
+
+/// Whether this is the child for `name`; if so, sets the guard mode it was asked for.
 fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_VAR).as_deref() == Ok(name)
+    if std::env::var(CHILD_VAR).as_deref() != Ok(name) {
+        return false;
+    }
+    let mode = match std::env::var(GUARD_VAR).as_deref() {
+        Ok("Madvise") => GuardMode::Madvise,
+        _ => GuardMode::Mprotect,
+    };
+    assert_eq!(set_guard_mode(mode).map(|_| ()), Ok(()));
+    true
+}
+
+/// The guard kinds this machine can test: `mprotect` always, guard regions on Linux ≥ 6.13.
+fn guard_kinds() -> Vec<GuardKind> {
+    let mut kinds = vec![GuardKind::Mprotect];
+    if guard_kind() == GuardKind::Madvise {
+        kinds.push(GuardKind::Madvise);
+    } else {
+        println!("note: this kernel has no MADV_GUARD_INSTALL; only mprotect guards are tested");
+    }
+    kinds
 }
 
 /// Recurses until the stack runs out (the depth test keeps the compiler from seeing that).
@@ -55,35 +85,78 @@ fn overflow_inside_a_coroutine_is_reported_not_a_bare_segfault() {
         co.resume(());
         unreachable!("the overflow must end the process");
     }
-    let out = run_child(NAME);
-    assert_killed_by_overflow_report(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("(64 KiB)"),
-        "the report should give the stack size:\n{stderr}"
-    );
+    for guard in guard_kinds() {
+        let out = run_child_with(NAME, guard);
+        assert_killed_by_overflow_report(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("(64 KiB)"),
+            "{guard:?}: the report should give the stack size:\n{stderr}"
+        );
+    }
 }
 
 #[test]
-fn a_pooled_stack_keeps_its_guard_page() {
-    const NAME: &str = "a_pooled_stack_keeps_its_guard_page";
+fn a_reused_slot_keeps_its_guard_page() {
+    const NAME: &str = "a_reused_slot_keeps_its_guard_page";
     if is_child(NAME) {
         let stack = DefaultStack::new(32 * 1024).unwrap();
         let base = stack.base();
         let mut co = Coroutine::with_stack(stack, |_: &Yielder<(), u64>, ()| 1);
         co.resume(());
-        drop(co.into_stack()); // back to the pool
+        drop(co.into_stack()); // idle in its slab
         let again = DefaultStack::new(32 * 1024).unwrap();
-        assert_eq!(again.base(), base, "the stack did not come from the pool");
-        println!("reused pooled stack at {base:#x}");
+        assert_eq!(
+            again.base(),
+            base,
+            "the most recently used slot was not reused"
+        );
+        println!("reused slot at {base:#x}");
         let mut co = Coroutine::with_stack(again, |_: &Yielder<(), u64>, ()| overflow(0));
         co.resume(());
         unreachable!("the overflow must end the process");
     }
-    let out = run_child(NAME);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("reused pooled stack"), "stdout:\n{stdout}");
-    assert_killed_by_overflow_report(&out);
+    for guard in guard_kinds() {
+        let out = run_child_with(NAME, guard);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("reused slot"),
+            "{guard:?}: stdout:\n{stdout}"
+        );
+        assert_killed_by_overflow_report(&out);
+    }
+}
+
+#[test]
+fn a_trimmed_slot_keeps_its_guard_page_and_reads_zero() {
+    const NAME: &str = "a_trimmed_slot_keeps_its_guard_page_and_reads_zero";
+    if is_child(NAME) {
+        let stack = DefaultStack::new(32 * 1024).unwrap();
+        let base = stack.base();
+        // SAFETY: the top word of a stack we own and nothing runs on.
+        unsafe { *((base - 8) as *mut u64) = 0xdead_beef };
+        drop(stack);
+        corun::coroutine::trim_pool(0); // gives the idle slot's pages back
+        let again = DefaultStack::new(32 * 1024).unwrap();
+        assert_eq!(again.base(), base, "the trimmed slot was not reused");
+        // SAFETY: as above.
+        let word = unsafe { *((base - 8) as *const u64) };
+        assert_eq!(word, 0, "a trimmed slot must come back zeroed");
+        println!("trimmed slot at {base:#x} reads zero");
+        let mut co = Coroutine::with_stack(again, |_: &Yielder<(), u64>, ()| overflow(0));
+        co.resume(());
+        unreachable!("the overflow must end the process");
+    }
+    for guard in guard_kinds() {
+        let out = run_child_with(NAME, guard);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("reads zero"),
+            "{guard:?}: stdout:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_killed_by_overflow_report(&out);
+    }
 }
 
 #[test]
@@ -131,11 +204,61 @@ fn running_out_of_mappings_names_vm_max_map_count() {
             assert!(stacks.len() <= limit, "never ran out of mappings");
         }
     }
-    let out = run_child(NAME);
+    let out = run_child(NAME); // mprotect guards: two mappings per stack
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed: {out:?}");
     assert!(
         stdout.contains("vm.max_map_count is") && stdout.contains("sysctl -w vm.max_map_count="),
         "the error does not explain the limit:\n{stdout}"
     );
+}
+
+/// The number of lines in `/proc/self/maps`.
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn guard_regions_hold_more_stacks_than_mprotect_guards_could() {
+    const NAME: &str = "guard_regions_hold_more_stacks_than_mprotect_guards_could";
+    if guard_kind() != GuardKind::Madvise {
+        println!("skipped: this kernel has no MADV_GUARD_INSTALL");
+        return;
+    }
+    if is_child(NAME) {
+        let limit = corun_max_map_count();
+        // More live stacks than mprotect guards could ever give (two mappings each).
+        let wanted = limit / 2 + 10_000;
+        let before = mappings();
+        let stacks: Vec<DefaultStack> = (0..wanted)
+            .map(|i| {
+                DefaultStack::new(16 * 1024)
+                    .unwrap_or_else(|e| panic!("stack {i} of {wanted} failed: {e}"))
+            })
+            .collect();
+        let after = mappings();
+        println!("{} stacks live, mappings {before} -> {after}", stacks.len());
+        assert!(
+            after - before < 100,
+            "{wanted} slab stacks took {} mappings",
+            after - before
+        );
+        return;
+    }
+    let out = run_child_with(NAME, GuardKind::Madvise);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("stacks live"),
+        "child failed: {out:?}"
+    );
+}
+
+fn corun_max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65530)
 }

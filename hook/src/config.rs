@@ -5,6 +5,8 @@
 
 use std::sync::OnceLock;
 
+use corun::coroutine::GuardMode;
+
 use crate::log::{self, Level};
 
 /// The most workers a runtime may have (the reactor tracks fd registrations in a 64-bit mask).
@@ -17,9 +19,12 @@ pub struct Config {
     pub workers: usize,
     /// Default coroutine stack size in bytes (`CORUN_STACK_SIZE`; default 256 KiB).
     pub stack_size: usize,
-    /// The most stacks kept per size class for reuse (`CORUN_STACK_POOL`; default 16384). The
-    /// monitor unmaps idle stacks beyond 256 per class, half of them per second.
+    /// The most idle stacks per size class that keep their memory (`CORUN_STACK_POOL`;
+    /// default 16384). The monitor gives back the memory of idle stacks beyond 256 per class,
+    /// half of them per second.
     pub stack_pool: usize,
+    /// How stack guard pages are made (`CORUN_GUARD`: auto, madvise or mprotect; default auto).
+    pub guard: GuardMode,
     /// Threads of the blocking pool (`CORUN_BLOCKING_THREADS`; default 8).
     pub blocking_threads: usize,
     /// Warn when a worker runs one coroutine longer than this, in ms; 0 turns the guard off
@@ -43,10 +48,11 @@ pub struct Config {
 }
 
 /// Every variable the runtime reads (the launcher's `CORUN_HOOK` too, so it is not "unknown").
-pub const VARIABLES: [&str; 12] = [
+pub const VARIABLES: [&str; 13] = [
     "CORUN_WORKERS",
     "CORUN_STACK_SIZE",
     "CORUN_STACK_POOL",
+    "CORUN_GUARD",
     "CORUN_BLOCKING_THREADS",
     "CORUN_STUCK_MS",
     "CORUN_MIGRATE",
@@ -128,6 +134,18 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         || 16384,
         |t| parse_count(t).filter(|n| *n <= 1_000_000),
     )?;
+    let guard = var(
+        &lookup,
+        "CORUN_GUARD",
+        "auto, madvise or mprotect",
+        || GuardMode::Auto,
+        |t| match t {
+            "auto" => Some(GuardMode::Auto),
+            "madvise" => Some(GuardMode::Madvise),
+            "mprotect" => Some(GuardMode::Mprotect),
+            _ => None,
+        },
+    )?;
     let blocking_threads = var(
         &lookup,
         "CORUN_BLOCKING_THREADS",
@@ -176,6 +194,7 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         workers,
         stack_size,
         stack_pool,
+        guard,
         blocking_threads,
         stuck_ms,
         migrate,
@@ -249,6 +268,7 @@ mod tests {
         assert!((1..=MAX_WORKERS).contains(&config.workers));
         assert_eq!(config.stack_size, 256 * 1024);
         assert_eq!(config.stack_pool, 16384);
+        assert_eq!(config.guard, GuardMode::Auto);
         assert_eq!(config.stuck_ms, 100);
         assert!(!config.migrate);
         assert!(!config.steal);
@@ -263,6 +283,7 @@ mod tests {
             ("CORUN_WORKERS", "3"),
             ("CORUN_STACK_SIZE", "1M"),
             ("CORUN_STACK_POOL", "0"),
+            ("CORUN_GUARD", "mprotect"),
             ("CORUN_STUCK_MS", "0"),
             ("CORUN_MIGRATE", "1"),
             ("CORUN_DUMP", "1"),
@@ -275,6 +296,7 @@ mod tests {
         assert_eq!(config.workers, 3);
         assert_eq!(config.stack_size, 1 << 20);
         assert_eq!(config.stack_pool, 0);
+        assert_eq!(config.guard, GuardMode::Mprotect);
         assert_eq!(config.stuck_ms, 0);
         assert!(config.migrate);
         assert_eq!(config.dump_signal, Some(libc::SIGUSR1));
@@ -292,6 +314,8 @@ mod tests {
             ("CORUN_STACK_SIZE", "12x", "16K to 1G"),
             ("CORUN_STACK_SIZE", "1K", "16K to 1G"),
             ("CORUN_STACK_POOL", "-1", "0 to 1000000"),
+            ("CORUN_GUARD", "pkey", "auto, madvise or mprotect"),
+            ("CORUN_GUARD", "", "auto, madvise or mprotect"),
             ("CORUN_STUCK_MS", "1.5", "milliseconds"),
             ("CORUN_MIGRATE", "yes", "0 or 1"),
             ("CORUN_DUMP_SIGNAL", "KILL", "QUIT, USR1"),

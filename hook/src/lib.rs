@@ -28,6 +28,12 @@ use std::fmt;
 fn init() {
     real::resolve_all();
     let config = config::get();
+    // Auto is decided when the first stack is made (a process that never spawns never asks).
+    if config.guard != corun::coroutine::GuardMode::Auto {
+        if let Err(why) = corun::coroutine::set_guard_mode(config.guard) {
+            log::fatal(format_args!("CORUN_GUARD cannot be honoured: {why}"));
+        }
+    }
     corun::coroutine::set_pool_capacity(config.stack_pool);
     corun::coroutine::set_describer(describe_current);
 }

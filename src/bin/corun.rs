@@ -39,8 +39,10 @@ Environment read by the runtime (checked at start; a bad value stops the program
 message naming the variable):
   CORUN_WORKERS=N           worker threads, 1 to 64 (default: the CPUs available)
   CORUN_STACK_SIZE=SIZE     default coroutine stack, 16K to 1G (default 256K)
-  CORUN_STACK_POOL=N        most stacks kept for reuse per size class, 0 to 1000000
-                            (default 16384; idle ones beyond 256 are unmapped over time)
+  CORUN_STACK_POOL=N        most idle stacks per size class that keep their memory,
+                            0 to 1000000 (default 16384; beyond 256 it is given back over time)
+  CORUN_GUARD=MODE          stack guard pages: madvise (kernel guard regions, Linux 6.13+),
+                            mprotect (two mappings per stack) or auto (default auto)
   CORUN_BLOCKING_THREADS=N  threads for DNS and corun::unblock, 1 to 256 (default 8)
   CORUN_STUCK_MS=MS         warn when a worker runs one coroutine longer than this, 0 = never,
                             up to 3600000 (default 100)
@@ -51,6 +53,8 @@ message naming the variable):
   CORUN_TLS=MODE            isolated: each coroutine has its own thread identity
                             (thread_local!, ThreadId, errno); shared: coroutines share
                             their worker's (faster switch, less memory) (default isolated)
+  CORUN_STEAL=0|1           idle workers take queued coroutines from busy ones (isolated
+                            identity only; default 0)
   CORUN_LOG=LEVEL           error, warn, info or debug (default warn)
   CORUN_HOOK=PATH           (launcher only) where libcorun_hook.so is
 ";

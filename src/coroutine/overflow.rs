@@ -1,20 +1,25 @@
 //! Stack-overflow reporting for coroutine stacks.
 //!
-//! Every stack mapping registers itself here (its guard page, its top, its valgrind id). The first registration installs a
-//! `SIGSEGV` handler (running on an alternate signal stack, since the faulting stack is full).
-//! When a fault hits a registered guard page, the handler prints which coroutine overflowed
-//! and aborts, like std does for threads; any other fault is passed on to the handler that was
-//! installed before ours (std's, or the default action).
+//! Every stack mapping (a slab of many slots, or one large stack of its own) registers itself
+//! here: where it starts and ends, its slot stride, and the guard at the bottom of each slot.
+//! The first registration installs a `SIGSEGV` handler (running on an alternate signal stack,
+//! since the faulting stack is full). When a fault hits the guard of a registered slot, the
+//! handler prints which coroutine overflowed and aborts, like std does for threads; any other
+//! fault is passed on to the handler that was installed before ours (std's, or the default).
+//!
+//! The fault address alone decides: a kernel guard region faults with `SEGV_MAPERR` and an
+//! `mprotect`ed page with `SEGV_ACCERR`, and both land in a registered guard.
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
 use crate::coroutine::stack::page_size;
 use crate::raw_syscall;
+use crate::spin::SpinLock;
 
 /// Names the coroutine running on the current thread, for the overflow message.
 ///
@@ -29,88 +34,37 @@ pub fn set_describer(describer: Describer) {
 
 static DESCRIBER: AtomicUsize = AtomicUsize::new(0);
 
-/// A stack mapping: its guard page and the stack above it.
+/// A mapping of stack slots: `[start, end)`, one slot every `stride` bytes, each starting with
+/// `guard` bytes of guard.
 #[derive(Clone, Copy)]
-struct Guard {
-    /// One past the guard page (the stack's lowest usable byte).
-    end: usize,
-    /// One past the stack's highest byte.
-    top: usize,
-    /// The id valgrind gave the stack (0 natively).
-    valgrind_id: usize,
+pub(crate) struct Slots {
+    pub(crate) end: usize,
+    pub(crate) stride: usize,
+    pub(crate) guard: usize,
+    /// The usable stack size of a slot, for the message.
+    pub(crate) usable: usize,
 }
 
-/// Stack mappings by the start address of their guard page, behind a spin lock (the signal
-/// handler may not block on a futex, and in the hook library a futex would go through corun's
-/// own `syscall`).
-struct Registry {
-    locked: AtomicBool,
-    guards: UnsafeCell<BTreeMap<usize, Guard>>,
-}
+/// Stack mappings by their start address, behind a spin lock (the signal handler may not block
+/// on a futex, and in the hook library a futex would go through corun's own `syscall`).
+static REGISTRY: SpinLock<BTreeMap<usize, Slots>> = SpinLock::new(BTreeMap::new());
 
-// SAFETY: `guards` is only touched while `locked` is held (see `with`).
-unsafe impl Sync for Registry {}
-
-static REGISTRY: Registry = Registry {
-    locked: AtomicBool::new(false),
-    guards: UnsafeCell::new(BTreeMap::new()),
-};
-
-impl Registry {
-    /// Runs `f` with the map locked; gives up after `max_spins` failed attempts.
-    fn with<R>(
-        &self,
-        max_spins: usize,
-        f: impl FnOnce(&mut BTreeMap<usize, Guard>) -> R,
-    ) -> Option<R> {
-        let mut spins = 0;
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins >= max_spins {
-                return None;
-            }
-            std::hint::spin_loop();
-        }
-        // SAFETY: the lock is held, so this is the only reference to the map.
-        let result = f(unsafe { &mut *self.guards.get() });
-        self.locked.store(false, Ordering::Release);
-        Some(result)
-    }
-}
-
-/// Records a stack mapping: guard page `[start, end)`, stack `[end, top)`.
-pub(crate) fn register_stack(start: usize, end: usize, top: usize, valgrind_id: usize) {
+/// Records a mapping of stack slots starting at `start`.
+pub(crate) fn register_slots(start: usize, slots: Slots) {
     install_handler();
-    let guard = Guard {
-        end,
-        top,
-        valgrind_id,
-    };
-    REGISTRY.with(usize::MAX, |map| map.insert(start, guard));
+    REGISTRY.lock().insert(start, slots);
 }
 
-/// Forgets the stack mapping starting at `start`; returns its valgrind id.
-pub(crate) fn unregister_stack(start: usize) -> Option<usize> {
-    REGISTRY
-        .with(usize::MAX, |map| map.remove(&start))
-        .flatten()
-        .map(|guard| guard.valgrind_id)
+/// Forgets the mapping starting at `start` (before it is unmapped).
+pub(crate) fn unregister_slots(start: usize) {
+    REGISTRY.lock().remove(&start);
 }
 
-/// The guard page containing `addr`, if it is one of ours.
-fn find_guard(addr: usize) -> Option<Guard> {
-    REGISTRY
-        .with(1 << 20, |map| {
-            map.range(..=addr)
-                .next_back()
-                .filter(|(_, guard)| addr < guard.end)
-                .map(|(_, guard)| *guard)
-        })
-        .flatten()
+/// The usable size of the stack whose guard contains `addr`, if it is one of ours.
+fn find_guard(addr: usize) -> Option<usize> {
+    let map = REGISTRY.try_lock_for(1 << 20)?;
+    let (&start, slots) = map.range(..=addr).next_back()?;
+    (addr < slots.end && (addr - start) % slots.stride < slots.guard).then_some(slots.usable)
 }
 
 /// The `SIGSEGV` disposition that was in place before ours, written once before ours goes in.
@@ -143,15 +97,15 @@ extern "C" fn on_sigsegv(
 ) {
     // SAFETY: the kernel passes a valid siginfo for SIGSEGV.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(guard) = find_guard(addr) {
-        report_overflow(guard);
+    if let Some(usable) = find_guard(addr) {
+        report_overflow(usable);
     }
     // SAFETY: same arguments as we were called with; `PREVIOUS` was written before we were
     // installed.
     unsafe { chain(signal, info, context) }
 }
 
-fn report_overflow(guard: Guard) -> ! {
+fn report_overflow(usable: usize) -> ! {
     let mut message = FixedBuf::new();
     let _ = message.write_str("\ncorun: ");
     let describer = DESCRIBER.load(Ordering::Acquire);
@@ -167,7 +121,7 @@ fn report_overflow(guard: Guard) -> ! {
         " has overflowed its stack ({} KiB)\n\
          corun: give it a larger stack (corun::Builder::stack_size, CORUN_STACK_SIZE, or \
          DefaultStack::new)\nfatal runtime error: stack overflow, aborting\n",
-        (guard.top - guard.end) / 1024
+        usable / 1024
     );
     raw_syscall::write_all(2, message.as_bytes());
     // SAFETY: abort is async-signal-safe.

@@ -86,9 +86,13 @@ impl Runtime {
             })
             .collect();
         log::info(format_args!(
-            "runtime starting with {} workers ({} spare slots)",
+            "runtime starting with {} workers ({} spare slots); stack guards: {}",
             config.workers,
-            slots - config.workers
+            slots - config.workers,
+            match corun::coroutine::guard_kind() {
+                corun::coroutine::GuardKind::Madvise => "kernel guard regions",
+                corun::coroutine::GuardKind::Mprotect => "mprotect pages",
+            }
         ));
         if config.dump_signal.is_some() {
             registry::enable();

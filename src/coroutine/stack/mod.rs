@@ -1,12 +1,14 @@
-//! Coroutine stacks: the [`Stack`] trait and the pooled, guard-paged [`DefaultStack`].
+//! Coroutine stacks: the [`Stack`] trait and [`DefaultStack`], carved from guard-paged slabs.
 
-mod mapping;
-mod pool;
+mod guard;
+mod limits;
+mod slab;
 
 use std::io;
 
-pub(crate) use mapping::page_size;
-use mapping::Mapping;
+pub use guard::{guard_kind, set_guard_mode, GuardKind, GuardMode};
+pub(crate) use limits::page_size;
+use slab::{Geometry, Slab};
 
 /// Default usable size of a [`DefaultStack`]: 256 KiB of address space.
 ///
@@ -30,11 +32,14 @@ pub unsafe trait Stack {
     fn limit(&self) -> usize;
 }
 
-/// An `mmap`ed stack with a guard page below it, recycled through a process-wide pool.
+/// A stack with a guard page below it, carved from a slab of many stacks of the same size.
 ///
-/// `DefaultStack::new` takes a stack of the right size class from the pool when one is there and
-/// maps a new one otherwise; dropping it gives it back to the pool (or unmaps it when the pool is
-/// full). Sizes are rounded up to a power of two of at least 16 KiB.
+/// `DefaultStack::new` takes the most recently used idle stack of its size class (its pages
+/// are likely still warm) or carves a new one; dropping it makes it idle again. Sizes are
+/// rounded up to a power of two of at least 16 KiB. Stacks of up to 64 MiB share slabs:
+/// large `MAP_NORESERVE` mappings of many stacks each, so a million stacks take a few hundred
+/// kernel mappings where the kernel has guard regions (Linux ≥ 6.13; see [`GuardKind`]).
+/// Larger stacks get a mapping of their own.
 ///
 /// A coroutine that runs past the bottom hits the guard page; corun's `SIGSEGV` handler
 /// recognises that and aborts with a message naming the coroutine, as std does for threads.
@@ -49,28 +54,90 @@ pub unsafe trait Stack {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct DefaultStack {
-    mapping: Mapping,
+    /// The slot's lowest address: its guard page.
+    slot: usize,
+    owner: Owner,
+}
+
+/// Where a stack goes when it is dropped.
+enum Owner {
+    /// Back to its slab, idle.
+    Slab(&'static Slab),
+    /// Unmapped: a stack with a mapping of its own (and its valgrind id).
+    Solo(Box<(Geometry, usize)>),
 }
 
 impl DefaultStack {
     /// Returns a stack with at least `size` usable bytes.
     ///
     /// # Errors
-    /// The kernel refused the mapping. When that is because the process reached
+    /// The kernel refused the memory. When that is because the process reached
     /// `vm.max_map_count`, the error says so and how to raise the limit.
     pub fn new(size: usize) -> io::Result<Self> {
-        let size = pool::size_class(size)?;
-        if let Some(mapping) = pool::take(size) {
-            return Ok(DefaultStack { mapping });
+        DefaultStack::with_reserve(size, 0)
+    }
+
+    /// Returns a stack with at least `size` usable bytes and, above it, `reserve` bytes
+    /// (rounded up to whole pages) for the caller's own use: [`reserved`](Self::reserved).
+    ///
+    /// Idle stacks keep what was in their reserve, and a stack taken again may be one that was
+    /// used before: the runtime keeps each coroutine's thread area there and reuses it. Before
+    /// the memory of an idle stack is given back to the system (its reserve then reads as
+    /// zeros), the function set with [`set_reserve_finalizer`] sees the reserve.
+    ///
+    /// ```
+    /// use corun::coroutine::DefaultStack;
+    /// let stack = DefaultStack::with_reserve(16 * 1024, 100)?;
+    /// let (low, high) = stack.reserved();
+    /// assert!(high - low >= 100);
+    /// assert_eq!(low, corun::coroutine::Stack::base(&stack));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`new`](Self::new).
+    pub fn with_reserve(size: usize, reserve: usize) -> io::Result<Self> {
+        let usable = slab::size_class(size)?;
+        let reserve = limits::round_to_pages(reserve).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "stack reserve is too large")
+        })?;
+        // The thread that takes stacks is usually the one that runs coroutines on them.
+        crate::coroutine::overflow::ensure_altstack();
+        if let Some(slab) = Slab::get(usable, reserve) {
+            return Ok(DefaultStack {
+                slot: slab.take()?,
+                owner: Owner::Slab(slab),
+            });
         }
+        let geometry = Geometry {
+            guard: page_size(),
+            usable,
+            reserve,
+        };
+        let (slot, valgrind_id) = slab::map_solo(&geometry)?;
         Ok(DefaultStack {
-            mapping: Mapping::new(size)?,
+            slot,
+            owner: Owner::Solo(Box::new((geometry, valgrind_id))),
         })
     }
 
-    /// Usable bytes (the guard page not included).
+    fn geometry(&self) -> &Geometry {
+        match &self.owner {
+            Owner::Slab(slab) => slab.geometry(),
+            Owner::Solo(solo) => &solo.0,
+        }
+    }
+
+    /// Usable bytes (the guard page and the reserve not included).
     pub fn size(&self) -> usize {
-        self.mapping.usable_size()
+        self.geometry().usable
+    }
+
+    /// The reserve above the stack: `[low, high)`, whole pages (empty without one).
+    pub fn reserved(&self) -> (usize, usize) {
+        let geometry = self.geometry();
+        let top = self.slot + geometry.stride();
+        (top - geometry.reserve, top)
     }
 }
 
@@ -87,23 +154,27 @@ impl Default for DefaultStack {
     }
 }
 
-// SAFETY: the mapping is private to this value, page aligned (so 16-aligned), readable and
-// writable between `limit` and `base`, and stays where it is when the value moves.
+// SAFETY: the slot is private to this value (a slab hands each out once until it is given
+// back), page aligned (so 16-aligned), readable and writable between `limit` and `base`, and
+// stays where it is when the value moves.
 unsafe impl Stack for DefaultStack {
     #[inline]
     fn base(&self) -> usize {
-        self.mapping.top()
+        let geometry = self.geometry();
+        self.slot + geometry.guard + geometry.usable
     }
     #[inline]
     fn limit(&self) -> usize {
-        self.mapping.bottom()
+        self.slot + self.geometry().guard
     }
 }
 
 impl Drop for DefaultStack {
     fn drop(&mut self) {
-        let mapping = std::mem::replace(&mut self.mapping, Mapping::empty());
-        pool::give_back(mapping);
+        match &self.owner {
+            Owner::Slab(slab) => slab.give_back(self.slot),
+            Owner::Solo(solo) => slab::unmap_solo(&solo.0, self.slot, solo.1),
+        }
     }
 }
 
@@ -116,21 +187,31 @@ impl std::fmt::Debug for DefaultStack {
     }
 }
 
-/// How many stacks the pool currently holds, over all size classes.
+/// How many idle stacks the slabs hold, ready for reuse, over all sizes.
 pub fn pooled_stacks() -> usize {
-    pool::len()
+    slab::idle_total()
 }
 
-/// Sets how many stacks of each size class the pool keeps (default 1024). Stacks given back
-/// beyond that are unmapped. Lowering it does not unmap stacks already pooled.
+/// Sets how many idle stacks of each size keep their memory (default 1024). The pages of idle
+/// stacks beyond that are given back to the system (in batches); the stacks themselves stay
+/// ready for reuse.
 pub fn set_pool_capacity(per_class: usize) {
-    pool::set_capacity(per_class)
+    slab::set_capacity(per_class)
 }
 
-/// Unmaps half of the pooled stacks of each size class beyond `keep`. Called periodically, it
-/// returns the memory of a burst of coroutines to the system within a few calls.
+/// Gives back the memory of half of the idle stacks of each size beyond `keep`. Called
+/// periodically, it returns the memory of a burst of coroutines to the system within a few
+/// calls.
 pub fn trim_pool(keep: usize) {
-    pool::trim(keep)
+    slab::trim_all(keep)
+}
+
+/// Sets the function that sees the reserve (`low`, `high`) of an idle stack made with
+/// [`DefaultStack::with_reserve`] just before its memory is given back to the system, or
+/// before a stack with a mapping of its own is unmapped. It runs on the thread that trims (or
+/// drops the stack) and must not use the stack.
+pub fn set_reserve_finalizer(finalizer: fn(usize, usize)) {
+    slab::set_finalizer(finalizer)
 }
 
 // SAFETY: forwards to `S`, whose guarantees hold for as long as the borrow lasts.
