@@ -879,13 +879,14 @@ const TLS_LIB_VAR: &str = "IDENTITY_TEST_TLS_LIB";
 /// The probe library: one `__thread int` initialised to 42 in TLS model `MODEL`.
 const TLS_LIB_SOURCE: &str = r#"
 __attribute__((tls_model(MODEL))) __thread int value = 42;
-int get(void) { return value; }
+__attribute__((tls_model(MODEL))) __thread char padding[PADDING];
+int get(void) { return value + padding[PADDING - 1]; }
 void set(int v) { value = v; }
 "#;
 
 /// Compiles `TLS_LIB_SOURCE` with TLS model `model` into a shared library in `dir` with the
 /// first C compiler found; `None` if there is none.
-fn compile_tls_lib(dir: &Path, model: &str) -> Option<PathBuf> {
+fn compile_tls_lib(dir: &Path, model: &str, padding: usize) -> Option<PathBuf> {
     let compiler = ["cc", "gcc"].into_iter().find(|cc| {
         Command::new(cc)
             .arg("--version")
@@ -898,7 +899,9 @@ fn compile_tls_lib(dir: &Path, model: &str) -> Option<PathBuf> {
     let library = dir.join("libtlsprobe.so");
     std::fs::write(
         &source,
-        TLS_LIB_SOURCE.replace("MODEL", &format!("{model:?}")),
+        TLS_LIB_SOURCE
+            .replace("MODEL", &format!("{model:?}"))
+            .replace("PADDING", &padding.to_string()),
     )
     .unwrap();
     let output = Command::new(compiler)
@@ -918,15 +921,16 @@ fn compile_tls_lib(dir: &Path, model: &str) -> Option<PathBuf> {
 
 /// The probe library for test `name`: in the parent, compiled into a temporary directory
 /// (removed when the returned guard drops), `None` (after saying so) without a C compiler; in
-/// the child, the path the parent passed in `TLS_LIB_VAR`.
-fn tls_lib_for(name: &str, model: &str) -> Option<(PathBuf, Option<RemoveOnDrop>)> {
+/// the child, the path the parent passed in `TLS_LIB_VAR`. Its TLS is an `int` and `padding`
+/// more bytes.
+fn tls_lib_for(name: &str, model: &str, padding: usize) -> Option<(PathBuf, Option<RemoveOnDrop>)> {
     if support::is_child(name) {
         let path = std::env::var(TLS_LIB_VAR).expect("the parent passes the library path");
         return Some((PathBuf::from(path), None));
     }
     let dir = std::env::temp_dir().join(format!("corun-identity-{}-{name}", std::process::id()));
     let guard = RemoveOnDrop(dir.clone());
-    match compile_tls_lib(&dir, model) {
+    match compile_tls_lib(&dir, model, padding) {
         Some(library) => Some((library, Some(guard))),
         None => {
             println!("skipped: no C compiler (cc or gcc) to build the TLS probe library");
@@ -973,6 +977,84 @@ fn load_tls_lib(path: &str) -> (GetFn, SetFn) {
     }
 }
 
+/// A library whose initial-exec TLS (1 KiB) is larger than the room each thread area keeps
+/// free, loaded while a coroutine runs. By default it loads, corun warns once (that coroutine's
+/// stack holds the memory), and a coroutine started afterwards reads the library's initial
+/// value; with the compact tunables `corun run --compact-tls` sets, glibc refuses the library
+/// instead, and nothing is reported.
+#[test]
+fn a_large_initial_exec_library_loaded_while_coroutines_run() {
+    const NAME: &str = "a_large_initial_exec_library_loaded_while_coroutines_run";
+    const COMPACT_VAR: &str = "CORUN_TEST_COMPACT";
+    let Some((library, _cleanup)) = tls_lib_for(NAME, "initial-exec", 1024) else {
+        return;
+    };
+    for compact in [false, true] {
+        let mut child = Child::new(NAME)
+            .env("CORUN_WORKERS", "1")
+            .env(TLS_LIB_VAR, library.to_str().unwrap())
+            .env(COMPACT_VAR, if compact { "1" } else { "0" });
+        if compact {
+            child = child.env(
+                "GLIBC_TUNABLES",
+                "glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0",
+            );
+        }
+        let finished = child.run(|| {
+            let compact = std::env::var(COMPACT_VAR).as_deref() == Ok("1");
+            let go = Arc::new(AtomicBool::new(false));
+            let early = {
+                let go = go.clone();
+                corun::spawn(move || {
+                    wait_for("the dlopen", 10 * SECOND, || go.load(Ordering::Acquire))
+                })
+            };
+            thread::sleep(Duration::from_millis(20)); // let it start
+            let path = CString::new(library.to_str().unwrap()).unwrap();
+            // SAFETY: a NUL-terminated path to a library with no constructors.
+            let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+            if compact {
+                assert!(
+                    handle.is_null(),
+                    "glibc loaded the library despite the small surplus"
+                );
+                // SAFETY: dlerror returns a NUL-terminated message after a failed dlopen.
+                let error = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
+                let error = error.to_string_lossy();
+                println!("compact tunables: dlopen refused: {error}");
+                assert!(error.contains("static TLS"), "{error}");
+            } else {
+                assert!(!handle.is_null(), "dlopen of the TLS probe library failed");
+                // SAFETY: `handle` is live; the name is NUL-terminated.
+                let get = unsafe { libc::dlsym(handle, c"get".as_ptr()) };
+                assert!(!get.is_null());
+                // SAFETY: `get` is the C function `int get(void)`.
+                let get = unsafe { std::mem::transmute::<*mut c_void, GetFn>(get) };
+                // SAFETY: as above.
+                let late = join_within(corun::spawn(move || unsafe { get() }), 10 * SECOND, "late");
+                println!(
+                    "default: the library loaded; a coroutine started afterwards reads {late}"
+                );
+                assert_eq!(late, 42, "a coroutine started after the load");
+            }
+            go.store(true, Ordering::Release);
+            join_within(early, 10 * SECOND, "the early coroutine");
+        });
+        let Some(finished) = finished else { return };
+        let warnings = finished
+            .stderr
+            .matches("keeps free: coroutines started before")
+            .count();
+        assert_eq!(
+            warnings,
+            usize::from(!compact),
+            "compact={compact}: expected {} warning(s):\n{}",
+            usize::from(!compact),
+            finished.describe()
+        );
+    }
+}
+
 /// Shows the documented limit: the initial-exec (static) TLS block of a library `dlopen`ed
 /// after the runtime started is not initialised in coroutine areas that existed before. A
 /// plain thread reads the library's initial value 42; a coroutine whose area predates the
@@ -982,7 +1064,7 @@ fn load_tls_lib(path: &str) -> (GetFn, SetFn) {
 #[test]
 fn dlopened_initial_exec_tls_in_coroutine_areas() {
     const NAME: &str = "dlopened_initial_exec_tls_in_coroutine_areas";
-    let Some((library, _cleanup)) = tls_lib_for(NAME, "initial-exec") else {
+    let Some((library, _cleanup)) = tls_lib_for(NAME, "initial-exec", 1) else {
         return;
     };
     Child::new(NAME)
@@ -1082,7 +1164,7 @@ fn dlopened_initial_exec_tls_in_coroutine_areas() {
 #[test]
 fn dlopened_dynamic_tls_is_fresh_in_each_coroutine() {
     const NAME: &str = "dlopened_dynamic_tls_is_fresh_in_each_coroutine";
-    let Some((library, _cleanup)) = tls_lib_for(NAME, "global-dynamic") else {
+    let Some((library, _cleanup)) = tls_lib_for(NAME, "global-dynamic", 1) else {
         return;
     };
     Child::new(NAME)
@@ -1123,7 +1205,7 @@ fn dlopened_dynamic_tls_is_fresh_in_each_coroutine() {
 #[test]
 fn dynamic_tls_used_before_the_runtime_started() {
     const NAME: &str = "dynamic_tls_used_before_the_runtime_started";
-    let Some((library, _cleanup)) = tls_lib_for(NAME, "global-dynamic") else {
+    let Some((library, _cleanup)) = tls_lib_for(NAME, "global-dynamic", 1) else {
         return;
     };
     let Some(finished) = Child::new(NAME)

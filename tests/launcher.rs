@@ -12,6 +12,17 @@ fn hook() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_corun")).with_file_name("libcorun_hook.so")
 }
 
+/// `target/<profile>/examples/<name>` (the Makefile builds the examples before the tests).
+fn example(name: &str) -> PathBuf {
+    let path = hook().with_file_name("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples first",
+        path.display()
+    );
+    path
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,8 +36,9 @@ fn help_documents_every_option_and_variable() {
     assert!(out.status.success());
     let (stdout, _) = text(&out);
     for needle in [
-        "corun run [--workers N] [--] PROGRAM",
+        "corun run [--workers N] [--compact-tls] [--] PROGRAM",
         "--workers N",
+        "--compact-tls",
         "CORUN_WORKERS",
         "CORUN_STACK_SIZE",
         "CORUN_STACK_POOL",
@@ -73,6 +85,57 @@ fn run_preloads_the_hook_first_and_keeps_ld_preload() {
     assert!(out.status.success(), "{stderr}");
     let expected = format!("{}:/lib/x86_64-linux-gnu/libc.so.6|3", hook().display());
     assert_eq!(stdout.trim(), expected);
+}
+
+#[test]
+fn compact_tls_limits_glibcs_surplus_and_keeps_the_users_tunables() {
+    let out = corun()
+        .args([
+            "run",
+            "--compact-tls",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$GLIBC_TUNABLES\"",
+        ])
+        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=5")
+        .env_remove("CORUN_HOOK")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0:glibc.malloc.tcache_count=5"
+    );
+
+    // The runtime sees the small surplus: each thread area then keeps all of it free.
+    let surplus = |compact: bool| -> usize {
+        let mut command = corun();
+        command.arg("run");
+        if compact {
+            command.arg("--compact-tls");
+        }
+        let out = command
+            .args(["--", example("sleep").to_str().unwrap()])
+            .env("CORUN_LOG", "info")
+            .env_remove("CORUN_HOOK")
+            .env_remove("GLIBC_TUNABLES")
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("kept free of glibc's"))
+            .unwrap_or_else(|| panic!("no thread-area line in:\n{stderr}"));
+        let after = line.split("kept free of glibc's ").nth(1).unwrap();
+        after.split('-').next().unwrap().parse().unwrap()
+    };
+    let (compact, default) = (surplus(true), surplus(false));
+    println!("glibc's static TLS surplus: {compact} bytes with --compact-tls, {default} without");
+    assert!(compact < 400, "--compact-tls left a {compact}-byte surplus");
+    assert!(default >= 1664, "the default surplus is {default} bytes");
 }
 
 #[test]

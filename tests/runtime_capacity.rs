@@ -102,7 +102,10 @@ fn with_mprotect_guards_spawn_fails_naming_the_map_count() {
         .run(|| {
             support::assert_preloaded();
             let gate = GATE.write().unwrap();
-            let mut handles = Vec::new();
+            let mut handles = Vec::with_capacity(limit);
+            // At the limit nothing in the process can map anything (a heap growing, a thread):
+            // hold some mappings back and give them up as soon as the spawn has failed.
+            let headroom = Headroom::take(256);
             let error = loop {
                 match corun::Builder::new().spawn(wait_at_gate) {
                     Ok(handle) => handles.push(handle),
@@ -110,6 +113,7 @@ fn with_mprotect_guards_spawn_fails_naming_the_map_count() {
                 }
                 assert!(handles.len() <= limit, "never ran out of mappings");
             };
+            drop(headroom);
             let message = error.to_string();
             println!("after {} coroutines: {message}", handles.len());
             assert!(
@@ -126,4 +130,41 @@ fn with_mprotect_guards_spawn_fails_naming_the_map_count() {
                 handle.join().expect("a waiting coroutine panicked");
             }
         });
+}
+
+/// Single pages mapped apart from each other (alternating protections, so the kernel cannot
+/// merge neighbours): each one is a mapping held back until dropped.
+struct Headroom(Vec<usize>);
+
+impl Headroom {
+    fn take(pages: usize) -> Headroom {
+        let prots = [libc::PROT_READ, libc::PROT_NONE];
+        let mapped = (0..pages)
+            .map(|i| {
+                // SAFETY: a fresh one-page anonymous mapping, unmapped in `drop`.
+                let ptr = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        prots[i % 2],
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+                assert_ne!(ptr, libc::MAP_FAILED, "cannot map headroom page {i}");
+                ptr as usize
+            })
+            .collect();
+        Headroom(mapped)
+    }
+}
+
+impl Drop for Headroom {
+    fn drop(&mut self) {
+        for &page in &self.0 {
+            // SAFETY: a page mapped in `take`, used by nothing.
+            unsafe { libc::munmap(page as *mut libc::c_void, 4096) };
+        }
+    }
 }

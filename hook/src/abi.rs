@@ -7,10 +7,10 @@ use corun::abi::{
     AbiV1, EntryFn, ErrorBuf, SpawnOptions, StatsV1, TaskHandle, UnblockFn, STATS_MAX_WORKERS,
     VERSION,
 };
-use corun::coroutine::DefaultStack;
 
 use crate::config;
 use crate::hooks::guard_abi;
+use crate::runtime::stack::TaskStack;
 use crate::runtime::task::{Task, WaitInfo};
 use crate::runtime::{self, current};
 
@@ -71,7 +71,9 @@ unsafe extern "C" fn spawn(
             0 => config::get().stack_size,
             n => n,
         };
-        let stack = match DefaultStack::new(size) {
+        // The runtime first: starting it decides whether stacks hold thread areas.
+        let runtime = runtime::get();
+        let stack = match TaskStack::take(size) {
             Ok(stack) => stack,
             Err(err) => {
                 // SAFETY: the front-end passes a valid ErrorBuf.
@@ -79,7 +81,6 @@ unsafe extern "C" fn spawn(
                 return err.raw_os_error().unwrap_or(libc::ENOMEM);
             }
         };
-        let runtime = runtime::get();
         let task = Task::new(entry, data, name, stack);
         // SAFETY: the front-end passes a valid out-pointer; it owns this reference now.
         unsafe { *handle = Arc::into_raw(task.clone()) as TaskHandle };

@@ -387,6 +387,11 @@ impl<Input, Yield, Return, S: Stack> Coroutine<Input, Yield, Return, S> {
         self.tp = tp;
     }
 
+    /// The stack the coroutine runs on.
+    pub fn stack(&self) -> &S {
+        &self.stack
+    }
+
     /// The lowest and one-past-the-highest address of the coroutine's stack.
     pub fn stack_bounds(&self) -> (usize, usize) {
         (self.stack.limit(), self.stack.base())

@@ -163,8 +163,8 @@ pub unsafe extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
     })
 }
 
-/// Interposed `dlopen(3)`: passes through, then tells the runtime that a library may have
-/// brought thread-locals its coroutine areas need (see `identity`).
+/// Interposed `dlopen(3)`: passes through, then has the runtime retake the modules' TLS: a
+/// library may have brought thread-locals its coroutine areas need (see `identity`).
 ///
 /// # Safety
 /// As for libc's `dlopen`.
@@ -175,6 +175,7 @@ pub unsafe extern "C" fn dlopen(filename: *const libc::c_char, flags: c_int) -> 
         let handle = unsafe { real::dlopen(filename, flags) };
         if !handle.is_null() {
             crate::identity::note_load();
+            crate::identity::refresh_images(false);
         }
         handle
     })

@@ -14,6 +14,7 @@ pub mod current;
 pub mod dump;
 pub mod reactor;
 pub mod registry;
+pub mod stack;
 pub mod sysmon;
 pub mod task;
 pub mod timer;

@@ -8,8 +8,9 @@ use std::sync::atomic::{
 use std::sync::Arc;
 
 use corun::abi::EntryFn;
-use corun::coroutine::{Coroutine, DefaultStack, Yielder};
+use corun::coroutine::{Coroutine, Yielder};
 
+use super::stack::TaskStack;
 use crate::identity::Area;
 use crate::sync::{futex_wait, futex_wake, SpinLock};
 
@@ -125,7 +126,7 @@ impl WaitCell {
 pub const BLOCKING_CALLS: [&str; 3] = ["getaddrinfo", "getnameinfo", "corun::unblock"];
 
 /// The coroutine type the runtime runs.
-pub type TaskCoroutine = Coroutine<Resume, Suspend, (), DefaultStack>;
+pub type TaskCoroutine = Coroutine<Resume, Suspend, (), TaskStack>;
 
 // Scheduling states (`Task::state`).
 /// Running, or queued to run; no wake-up pending.
@@ -150,7 +151,8 @@ pub struct Task {
     /// The coroutine; touched only by the worker that owns the task (see `worker`), or before
     /// it starts by whoever holds the task in a queue.
     coroutine: UnsafeCell<Option<TaskCoroutine>>,
-    /// The coroutine's own thread area, when identities are isolated (same access rule).
+    /// The coroutine's own thread area (in its stack slot) once it has started, when
+    /// identities are isolated (same access rule).
     area: UnsafeCell<Option<Area>>,
     /// The coroutine's yielder, set when it starts; used to suspend from inside hooks.
     yielder: AtomicPtr<Yielder<Resume, Suspend>>,
@@ -196,7 +198,7 @@ impl Task {
         entry: EntryFn,
         data: *mut c_void,
         name: Option<Box<str>>,
-        stack: DefaultStack,
+        stack: TaskStack,
     ) -> Arc<Task> {
         let task = Arc::new(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -68,17 +68,10 @@ pub struct Worker {
     trace_done: AtomicU32,
     /// The kernel id of the thread running the loop (what libc reports in coroutine areas).
     tid: AtomicI32,
-    /// Thread areas of finished coroutines, for reuse.
-    areas: SpinLock<Vec<Area>>,
-    /// Areas given back so far (see `recycle_area`).
-    recycled: AtomicU64,
     /// An idle worker asking for some of this one's runnable tasks (`CORUN_STEAL=1`): its
     /// index + 1, or 0. Answered by this worker's loop at its next pick (see `share`).
     steal_request: AtomicUsize,
 }
-
-/// Thread areas kept per worker for reuse.
-const AREA_POOL: usize = 1024;
 
 // SAFETY: `local` is only touched from the thread that runs the loop as the current owner
 // (`current::runs`): the loop itself, and coroutines it is running, which cannot overlap with a
@@ -113,8 +106,6 @@ impl Worker {
             trace_request: AtomicU32::new(0),
             trace_done: AtomicU32::new(0),
             tid: AtomicI32::new(0),
-            areas: SpinLock::new(Vec::new()),
-            recycled: AtomicU64::new(0),
             steal_request: AtomicUsize::new(0),
         })
     }
@@ -447,11 +438,11 @@ impl Worker {
                 }
             }
             CoroutineResult::Return(()) => {
-                // SAFETY: as above; dropping the finished coroutine returns its stack to the pool.
-                unsafe { *task.coroutine() = None };
-                // SAFETY: as above; the coroutine that used the area is gone.
-                if let Some(area) = unsafe { task.area() }.take() {
-                    self.recycle_area(area);
+                // SAFETY: as above. Dropping the finished coroutine makes its stack slot idle,
+                // with the thread area in it, for the next coroutine that takes the slot.
+                unsafe {
+                    *task.coroutine() = None;
+                    *task.area() = None;
                 }
                 self.finished.fetch_add(1, Ordering::Relaxed);
                 super::registry::remove(&task);
@@ -462,7 +453,8 @@ impl Worker {
         }
     }
 
-    /// Gives `task` its own thread area (on its first run) and points the area's runtime
+    /// Gives `task` its own thread area (on its first run: the one in its stack slot, built
+    /// there unless an earlier coroutine on the slot left it) and points the area's runtime
     /// thread-locals and tid at this worker, before a resume.
     fn enter_area(
         &self,
@@ -471,43 +463,29 @@ impl Worker {
         area: &mut Option<Area>,
     ) {
         let offsets = super::tls_offsets();
+        let tid = self.tid.load(Ordering::Relaxed);
         if area.is_none() {
-            let recycled = self.areas.lock().pop();
-            if recycled.is_some() {
-                identity::refresh_images(false);
+            let Some(new) = co.stack().area() else { return };
+            let reused = new.is_built();
+            if !reused && !new.build() {
+                return; // out of memory for a DTV: the coroutine shares the worker's identity
             }
-            let reused = recycled.is_some();
-            let Some(mut new) = recycled.or_else(Area::new) else {
-                return; // out of memory for an area: the coroutine shares the worker's identity
-            };
             let (low, high) = co.stack_bounds();
-            new.attach(low, high, self.tid.load(Ordering::Relaxed), reused);
+            new.attach(low, high, tid, reused);
             // SAFETY: `task_offset` is the offset of the static `TASK` thread-local.
             unsafe { new.write_tls(offsets.task, task as *const Task as usize) };
-            // SAFETY: the area is complete (descriptor, TLS, DTV) and lives as long as the task.
+            // SAFETY: the area is complete (descriptor, TLS, DTV) and lives as long as the
+            // task's stack slot.
             unsafe { co.set_thread_pointer(new.tp()) };
             *area = Some(new);
         }
         if let Some(area) = area {
-            area.set_tid(self.tid.load(Ordering::Relaxed));
+            area.set_tid(tid);
             // SAFETY: the offsets of the static `WORKER` and `EPOCH` thread-locals.
             unsafe {
                 area.write_tls(offsets.worker, self as *const Worker as usize);
                 area.write_tls(offsets.epoch, self.owner_epoch() as usize);
             }
-        }
-    }
-
-    /// Keeps a finished coroutine's thread area for the next one (its malloc cache with it).
-    fn recycle_area(&self, area: Area) {
-        // Loads through `dlopen` are noticed at once (see `enter_area`); loads libc makes itself
-        // only by walking the loaded modules, which costs more: every 256th time.
-        if self.recycled.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
-            identity::refresh_images(true);
-        }
-        let mut pool = self.areas.lock();
-        if pool.len() < AREA_POOL {
-            pool.push(area);
         }
     }
 

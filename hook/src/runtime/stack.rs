@@ -1,0 +1,54 @@
+//! A task's stack: a slot of one of the core's stack slabs, with the coroutine's thread area in
+//! the slot's reserve when identities are isolated (see `identity::Area` for the layout).
+
+use std::io;
+
+use corun::coroutine::{DefaultStack, Stack};
+
+use crate::identity::{self, Area};
+
+/// A slab slot, and where the coroutine's stack starts in it.
+pub struct TaskStack {
+    slot: DefaultStack,
+    /// One past the stack's highest byte: below the thread area when there is one.
+    base: usize,
+}
+
+impl TaskStack {
+    /// A stack with at least `size` usable bytes (and room for a thread area when identities
+    /// are isolated; call after the runtime has started, which decides that).
+    ///
+    /// # Errors
+    /// As for `DefaultStack::with_reserve`: the kernel refused the memory (the message names
+    /// `vm.max_map_count` when that is why).
+    pub fn take(size: usize) -> io::Result<TaskStack> {
+        let reserve = identity::slot_reserve();
+        let slot = DefaultStack::with_reserve(size, reserve)?;
+        let base = match Area::in_slot(slot.reserved().1) {
+            Some(area) if reserve > 0 => identity::stack_base(area.tp()),
+            _ => slot.base(),
+        };
+        Ok(TaskStack { slot, base })
+    }
+
+    /// The thread area at the top of the slot, built or not (`None` without isolated identity).
+    pub fn area(&self) -> Option<Area> {
+        let (low, high) = self.slot.reserved();
+        (high > low).then(|| Area::in_slot(high)).flatten()
+    }
+}
+
+// SAFETY: `[limit, base)` lies inside the slot, which the `DefaultStack` owns: `base` is at most
+// the slot's top (it sits below the thread area in the slot's reserve, or is the
+// `DefaultStack`'s own base), is 16-aligned (`identity::stack_base` rounds down to 64), and
+// nothing but the coroutine's stack uses that memory (the area lies above `base`).
+unsafe impl Stack for TaskStack {
+    #[inline]
+    fn base(&self) -> usize {
+        self.base
+    }
+    #[inline]
+    fn limit(&self) -> usize {
+        self.slot.limit()
+    }
+}
