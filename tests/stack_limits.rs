@@ -128,6 +128,41 @@ fn a_reused_slot_keeps_its_guard_page() {
 }
 
 #[test]
+fn every_new_slot_is_guarded_not_only_the_first_of_a_batch() {
+    const NAME: &str = "every_new_slot_is_guarded_not_only_the_first_of_a_batch";
+    const WHICH_VAR: &str = "CORUN_TEST_WHICH";
+    if is_child(NAME) {
+        // New slots get their guards in batches; probe the guard of the chosen one of 80.
+        let which: usize = std::env::var(WHICH_VAR).unwrap().parse().unwrap();
+        let mut stacks: Vec<DefaultStack> = (0..80)
+            .map(|_| DefaultStack::new(16 * 1024).unwrap())
+            .collect();
+        let stack = stacks.swap_remove(which);
+        println!("reading below slot {which}");
+        // Right below the stack: the guard. (A recursion would not tell a missing guard from a
+        // present one: it would run on through the slot below into some other guard.)
+        // SAFETY: deliberately reads the guard page; the overflow handler must end the process.
+        let word = unsafe { std::ptr::read_volatile((stack.limit() - 8) as *const u64) };
+        println!("read {word} below slot {which} without a fault: no guard");
+        return;
+    }
+    for guard in guard_kinds() {
+        for which in [1, 31, 32, 47, 79] {
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_VAR, NAME)
+                .env(GUARD_VAR, format!("{guard:?}"))
+                .env(WHICH_VAR, which.to_string())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("reading below slot"), "{guard:?} {which}: {stdout}");
+            assert_killed_by_overflow_report(&out);
+        }
+    }
+}
+
+#[test]
 fn a_trimmed_slot_keeps_its_guard_page_and_reads_zero() {
     const NAME: &str = "a_trimmed_slot_keeps_its_guard_page_and_reads_zero";
     if is_child(NAME) {

@@ -148,8 +148,11 @@ pub const NO_WORKER: usize = usize::MAX;
 pub struct Task {
     id: u64,
     name: Option<Box<str>>,
-    /// The coroutine; touched only by the worker that owns the task (see `worker`), or before
-    /// it starts by whoever holds the task in a queue.
+    /// What the coroutine will be made of, until the worker that starts the task makes it
+    /// there (so the spawner never touches the stack's memory).
+    start: UnsafeCell<Option<Start>>,
+    /// The coroutine once started; touched only by the worker that owns the task (see
+    /// `worker`).
     coroutine: UnsafeCell<Option<TaskCoroutine>>,
     /// The coroutine's own thread area (in its stack slot) once it has started, when
     /// identities are isolated (same access rule).
@@ -176,9 +179,10 @@ pub struct Task {
     running: AtomicBool,
 }
 
-// SAFETY: `coroutine` and `yielder` are only used by the single thread that owns the task at a
-// time: the spawner until it queues the task, then the worker that takes it from a queue (the
-// queue hand-off orders the accesses), and after the first resume only that worker. The
+// SAFETY: `start`, `coroutine`, `area` and `yielder` are only used by the single thread that
+// owns the task at a time: the spawner until it queues the task, then the worker that takes it
+// from a queue (the queue hand-off orders the accesses), and after that the worker it is pinned
+// to (a move to another worker is ordered by that worker's inbox). The
 // closure inside is `Send` (the front-end requires `F: Send`). Everything else is atomic or
 // behind a lock.
 unsafe impl Send for Task {}
@@ -190,6 +194,13 @@ struct EntryData(*mut c_void);
 // SAFETY: points at the front-end's boxed `F: Send` closure.
 unsafe impl Send for EntryData {}
 
+/// A task that has not started: its stack and what to run on it.
+struct Start {
+    stack: TaskStack,
+    entry: EntryFn,
+    data: EntryData,
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Task {
@@ -200,9 +211,14 @@ impl Task {
         name: Option<Box<str>>,
         stack: TaskStack,
     ) -> Arc<Task> {
-        let task = Arc::new(Task {
+        Arc::new(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
+            start: UnsafeCell::new(Some(Start {
+                stack,
+                entry,
+                data: EntryData(data),
+            })),
             coroutine: UnsafeCell::new(None),
             area: UnsafeCell::new(None),
             yielder: AtomicPtr::new(std::ptr::null_mut()),
@@ -215,10 +231,14 @@ impl Task {
             in_call: AtomicPtr::new(std::ptr::null_mut()),
             trace: SpinLock::new(None),
             running: AtomicBool::new(false),
-        });
-        let data = EntryData(data);
-        let this: *const Task = Arc::as_ptr(&task);
-        let coroutine = Coroutine::with_stack(
+        })
+    }
+
+    /// The coroutine, made on first use from what `new` was given.
+    fn make_coroutine(&self, start: Start) -> TaskCoroutine {
+        let Start { stack, entry, data } = start;
+        let this: *const Task = self;
+        Coroutine::with_stack(
             stack,
             move |yielder: &Yielder<Resume, Suspend>, _: Resume| {
                 let data = data;
@@ -238,10 +258,7 @@ impl Task {
                     crate::identity::finish_on_area();
                 }
             },
-        );
-        // SAFETY: nobody else can see the task yet.
-        unsafe { *task.coroutine.get() = Some(coroutine) };
-        task
+        )
     }
 
     /// The task's id (from 1, never reused).
@@ -264,15 +281,20 @@ impl Task {
         self.worker.store(worker, Ordering::Release);
     }
 
-    /// The coroutine, for the owning worker.
+    /// The coroutine, for the owning worker: made on the task's first run (`None` once it
+    /// has finished).
     ///
     /// # Safety
     /// Only the thread that owns the task may call this, and not while another reference
     /// obtained from it is alive.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn coroutine(&self) -> &mut Option<TaskCoroutine> {
-        // SAFETY: guaranteed by the caller.
-        unsafe { &mut *self.coroutine.get() }
+        // SAFETY: guaranteed by the caller; `start` follows the same access rule.
+        let (coroutine, start) = unsafe { (&mut *self.coroutine.get(), &mut *self.start.get()) };
+        if let Some(start) = start.take() {
+            *coroutine = Some(self.make_coroutine(start));
+        }
+        coroutine
     }
 
     /// The thread area, for the owning worker.

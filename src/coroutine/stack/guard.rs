@@ -11,7 +11,7 @@
 //! The overflow handler recognises both by the fault address alone (see `overflow`).
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::limits::{explain, page_size};
 
@@ -170,4 +170,53 @@ pub(super) unsafe fn install(addr: usize, len: usize) -> io::Result<()> {
     } else {
         Err(explain(io::Error::last_os_error(), kind))
     }
+}
+
+/// `PIDFD_SELF_THREAD_GROUP`: "this process" for `process_madvise` (Linux ≥ 6.14).
+const PIDFD_SELF: libc::c_int = -10001;
+
+/// Whether `process_madvise(PIDFD_SELF, …, MADV_GUARD_INSTALL)` was refused once (then every
+/// guard is installed with its own `madvise`).
+static NO_BATCH: AtomicBool = AtomicBool::new(false);
+
+/// Makes the first `len` bytes of each of `starts` a guard, in one system call where the
+/// kernel allows it (`process_madvise` takes up to 1024 ranges; kernel guard regions only).
+///
+/// # Safety
+/// As for [`install`], for every range.
+pub(super) unsafe fn install_many(starts: &[usize], len: usize) -> io::Result<()> {
+    let mut done = 0;
+    if guard_kind() == GuardKind::Madvise && !NO_BATCH.load(Ordering::Relaxed) {
+        let ranges: Vec<libc::iovec> = starts
+            .iter()
+            .take(1024)
+            .map(|&start| libc::iovec {
+                iov_base: start as *mut libc::c_void,
+                iov_len: len,
+            })
+            .collect();
+        // SAFETY: `ranges` lists whole pages of mappings the caller owns (guaranteed by the
+        // caller); the kernel only reads the array.
+        let advised = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF,
+                ranges.as_ptr(),
+                ranges.len(),
+                MADV_GUARD_INSTALL,
+                0,
+            )
+        };
+        if advised < 0 {
+            NO_BATCH.store(true, Ordering::Relaxed); // an older kernel: one call per guard
+        } else {
+            // The kernel advises the ranges in order and stops at the first it cannot do.
+            done = advised as usize / len;
+        }
+    }
+    for &start in &starts[done..] {
+        // SAFETY: guaranteed by the caller.
+        unsafe { install(start, len)? };
+    }
+    Ok(())
 }

@@ -46,6 +46,9 @@ const FIRST_CHUNK_SLOTS: usize = 16;
 const MAX_CHUNK_BYTES: usize = 1 << 30;
 /// Idle slots beyond the capacity are trimmed once this many more have piled up.
 const TRIM_BATCH: usize = 64;
+/// Never-used slots get their guards this many at a time (one system call where the kernel
+/// allows it).
+const GUARD_BATCH: usize = 32;
 
 /// Idle slots per slab whose memory is kept (`set_pool_capacity`).
 static CAPACITY: AtomicUsize = AtomicUsize::new(1024);
@@ -105,11 +108,14 @@ impl Geometry {
         Ok(start)
     }
 
-    /// Makes a slot's guard and tells valgrind about its stack: once per slot.
-    fn prepare(&self, slot: usize) -> io::Result<()> {
-        // SAFETY: the slot's first page lies in a chunk we mapped, and no stack uses the slot.
-        unsafe { guard::install(slot, self.guard)? };
-        valgrind::stack_register(slot + self.guard, slot + self.stride());
+    /// Makes the guards of never-used slots and tells valgrind about their stacks: once per
+    /// slot.
+    fn prepare(&self, slots: &[usize]) -> io::Result<()> {
+        // SAFETY: each slot's first page lies in a chunk we mapped, and no stack uses the slots.
+        unsafe { guard::install_many(slots, self.guard)? };
+        for &slot in slots {
+            valgrind::stack_register(slot + self.guard, slot + self.stride());
+        }
         Ok(())
     }
 
@@ -140,6 +146,8 @@ struct State {
     resident: Vec<usize>,
     /// Idle slots whose pages were given back.
     trimmed: Vec<usize>,
+    /// Never-used slots whose guards are made (carved in batches; see `GUARD_BATCH`).
+    guarded: Vec<usize>,
     /// Slots whose guard could not be installed yet (the kernel refused: out of mappings).
     unguarded: Vec<usize>,
     /// Never-used slots of the newest chunk: `next..end`, one every stride.
@@ -219,28 +227,37 @@ impl Slab {
             state.idle -= 1;
             return Ok(slot);
         }
-        let slot = match state.unguarded.pop() {
+        if let Some(slot) = state.guarded.pop() {
+            return Ok(slot);
+        }
+        // New slots: a batch of never-used ones (or one whose guard failed before), guarded
+        // outside the lock; the rest of the batch waits in `guarded`.
+        let batch: Vec<usize> = match state.unguarded.pop() {
             Some(slot) => {
                 state.idle -= 1;
-                slot
+                vec![slot]
             }
             None => {
                 if state.next == state.end {
                     self.add_chunk(&mut state)?;
                 }
-                let slot = state.next;
-                state.next += self.geometry.stride();
-                slot
+                let stride = self.geometry.stride();
+                let count = ((state.end - state.next) / stride).min(GUARD_BATCH);
+                let first = state.next;
+                state.next += count * stride;
+                (0..count).map(|i| first + i * stride).collect()
             }
         };
         drop(state);
-        if let Err(err) = self.geometry.prepare(slot) {
+        if let Err(err) = self.geometry.prepare(&batch) {
             let mut state = self.state.lock();
-            state.unguarded.push(slot);
-            state.idle += 1;
+            state.idle += batch.len();
+            state.unguarded.extend(batch);
             return Err(err);
         }
-        Ok(slot)
+        let mut state = self.state.lock();
+        state.guarded.extend_from_slice(&batch[1..]);
+        Ok(batch[0])
     }
 
     /// Maps the next chunk and makes its slots the never-used ones.
