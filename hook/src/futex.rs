@@ -121,19 +121,21 @@ pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
     if count <= 0 || WAITING.load(Ordering::SeqCst) == 0 {
         return 0;
     }
-    let mut woken = Vec::new();
-    {
+    let woken: Vec<Waiter> = {
         let mut waiters = bucket(addr).lock();
-        let mut i = 0;
-        while i < waiters.len() && (woken.len() as i32) < count {
-            if waiters[i].addr == addr && waiters[i].bitset & bitset != 0 {
-                woken.push(waiters.remove(i));
-            } else {
-                i += 1;
-            }
-        }
+        // One pass, oldest first, keeping the others in order (a wake of a million waiters
+        // must not move the rest a million times).
+        let mut taken = 0;
+        let woken: Vec<Waiter> = waiters
+            .extract_if(.., |w| {
+                let take = taken < count && w.addr == addr && w.bitset & bitset != 0;
+                taken += i32::from(take);
+                take
+            })
+            .collect();
         WAITING.fetch_sub(woken.len(), Ordering::SeqCst);
-    }
+        woken
+    };
     let n = woken.len() as i32;
     for waiter in woken {
         if waiter.task.wake(waiter.token) {
