@@ -2,7 +2,7 @@
 # Side-by-side benchmarks: corun against corosensei, generator, tokio, may, Go and OS threads,
 # all in one run, interleaved (A B C A B C …). `make bench` calls this.
 #
-#   scripts/bench.sh            the full suite (3 runs per peer per case, about 13 minutes)
+#   scripts/bench.sh            the full suite (3 runs per peer per case, about 17 minutes)
 #   scripts/bench.sh --quick    1 run, small counts (about 1–2 minutes): a smoke test
 #   scripts/bench.sh --only echo,http --reps 5    a subset, more repetitions
 #

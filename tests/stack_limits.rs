@@ -156,7 +156,10 @@ fn every_new_slot_is_guarded_not_only_the_first_of_a_batch() {
                 .output()
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("reading below slot"), "{guard:?} {which}: {stdout}");
+            assert!(
+                stdout.contains("reading below slot"),
+                "{guard:?} {which}: {stdout}"
+            );
             assert_killed_by_overflow_report(&out);
         }
     }

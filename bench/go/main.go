@@ -130,10 +130,12 @@ func idle(tasks int, nap time.Duration) {
 	}
 	spawnTime := time.Since(start)
 	for atomic.LoadInt64(&asleep) < int64(tasks) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
+	readyTime := time.Since(start)
 	emit("READY", "spawned", tasks, "woke_early", atomic.LoadInt64(&awake),
-		"spawn_ms", spawnTime.Milliseconds(), "rss_base_kib", rssBase)
+		"spawn_ms", float64(spawnTime.Nanoseconds())/1e6,
+		"ready_ms", float64(readyTime.Nanoseconds())/1e6, "rss_base_kib", rssBase)
 	wg.Wait()
 	emit("RESULT", "spawned", tasks, "woke", atomic.LoadInt64(&awake),
 		"elapsed_ms", time.Since(start).Milliseconds())

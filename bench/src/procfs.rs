@@ -13,6 +13,12 @@ pub fn own_rss_kib() -> io::Result<u64> {
     rss_kib(std::process::id())
 }
 
+/// How many memory mappings this process has (lines of `/proc/self/maps`).
+pub fn own_mappings() -> io::Result<usize> {
+    let maps = std::fs::read("/proc/self/maps")?;
+    Ok(maps.iter().filter(|&&b| b == b'\n').count())
+}
+
 /// Memory in use system-wide: `MemTotal - MemAvailable` from `/proc/meminfo`, in KiB.
 pub fn system_used_kib() -> io::Result<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo")?;

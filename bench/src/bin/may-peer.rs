@@ -129,14 +129,16 @@ fn idle(tasks: usize, sleep_ms: u64) {
     let spawned = handles.len();
     let spawn_time = start.elapsed();
     while ASLEEP.load(Ordering::SeqCst) < spawned {
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
+    let ready_time = start.elapsed();
     emit(
         "READY",
         &[
             ("spawned", &spawned),
             ("woke_early", &AWAKE.load(Ordering::SeqCst)),
-            ("spawn_ms", &spawn_time.as_millis()),
+            ("spawn_ms", &(spawn_time.as_secs_f64() * 1000.0)),
+            ("ready_ms", &(ready_time.as_secs_f64() * 1000.0)),
             ("rss_base_kib", &rss_base),
         ],
     );

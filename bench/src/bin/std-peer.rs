@@ -18,8 +18,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, RwLock};
 use std::time::{Duration, Instant};
 
 use corun_bench::args::{fail, Args};
@@ -218,14 +218,16 @@ fn idle(spawner: Spawner, tasks: usize, sleep_ms: u64) {
     let spawned = handles.len();
     let spawn_time = start.elapsed();
     while ASLEEP.load(Ordering::SeqCst) < spawned {
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
+    let ready_time = start.elapsed();
     emit(
         "READY",
         &[
             ("spawned", &spawned),
             ("woke_early", &AWAKE.load(Ordering::SeqCst)),
-            ("spawn_ms", &spawn_time.as_millis()),
+            ("spawn_ms", &(spawn_time.as_secs_f64() * 1000.0)),
+            ("ready_ms", &(ready_time.as_secs_f64() * 1000.0)),
             ("rss_base_kib", &rss_base),
         ],
     );
@@ -242,18 +244,55 @@ fn idle(spawner: Spawner, tasks: usize, sleep_ms: u64) {
     );
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Held for writing while the capacity probe piles up tasks, each waiting to read it (parked on
+/// its futex: no task wakes until the probe is done, so spawning is all that is measured).
+static GATE: RwLock<()> = RwLock::new(());
+/// Capacity-probe tasks that have reached the gate.
+static AT_GATE: AtomicUsize = AtomicUsize::new(0);
 
-/// Spawns tasks that stay alive (sleeping in 1 s naps) until told to stop, until a spawn fails
-/// or `max` are alive. Prints `CAPACITY spawned=N [message=…]`.
+/// The checkpoints of the capacity probe.
+const CHECKPOINTS: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
+/// The cost of "the Nth spawn" at a checkpoint: the median of ten slices of the spawns before
+/// it, this many in all (or all N, if fewer).
+const SPAWN_WINDOW: usize = 10_000;
+
+/// Waits (on this thread) until `n` capacity-probe tasks have reached the gate.
+fn wait_at_gate(n: usize) {
+    while AT_GATE.load(Ordering::SeqCst) < n {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Spawns tasks that stay alive (waiting at a gate) until a spawn fails or `max` are alive.
+/// At each checkpoint N, once every task has reached the gate, prints `CHECKPOINT held=N
+/// rss_kib=… mappings=… us_per_spawn=…`: RSS above the base, and the time per spawn over the
+/// 10,000 spawns before N (all N if fewer), timed from a moment every earlier task was parked,
+/// as the median of ten equal slices. Then `CAPACITY spawned=N max=… [message=…]`.
 fn capacity(spawner: Spawner, max: usize) {
-    let mut handles = Vec::new();
+    let rss_base = procfs::own_rss_kib().unwrap_or(0);
+    let gate = GATE.write().unwrap_or_else(|e| e.into_inner());
+    let mut handles = Vec::with_capacity(max);
     let mut error = None;
+    // Per checkpoint: when each tenth of its window started.
+    let mut slices: Vec<Instant> = Vec::with_capacity(11);
     while handles.len() < max {
-        let task = spawner.spawn(|| {
-            while !STOP.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_secs(1));
+        let held = handles.len();
+        if let Some(&checkpoint) = CHECKPOINTS.iter().find(|&&c| c > held) {
+            let window = SPAWN_WINDOW.min(checkpoint);
+            let start = checkpoint - window;
+            if held == start {
+                // Time the window with every earlier task parked, so it measures spawning at
+                // that scale, not a backlog of tasks still starting.
+                wait_at_gate(held);
+                slices.clear();
             }
+            if held >= start && (held - start) % (window / 10) == 0 {
+                slices.push(Instant::now());
+            }
+        }
+        let task = spawner.spawn(|| {
+            AT_GATE.fetch_add(1, Ordering::SeqCst);
+            drop(GATE.read());
         });
         match task {
             Ok(handle) => handles.push(handle),
@@ -261,6 +300,32 @@ fn capacity(spawner: Spawner, max: usize) {
                 error = Some(e);
                 break;
             }
+        }
+        let held = handles.len();
+        if CHECKPOINTS.contains(&held) {
+            slices.push(Instant::now());
+            let per_slice = SPAWN_WINDOW.min(held) / 10;
+            let mut costs: Vec<f64> = slices
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64() * 1e6 / per_slice as f64)
+                .collect();
+            costs.sort_by(f64::total_cmp);
+            wait_at_gate(held);
+            emit(
+                "CHECKPOINT",
+                &[
+                    ("held", &held),
+                    (
+                        "rss_kib",
+                        &procfs::own_rss_kib().unwrap_or(0).saturating_sub(rss_base),
+                    ),
+                    ("mappings", &procfs::own_mappings().unwrap_or(0)),
+                    (
+                        "us_per_spawn",
+                        &costs.get(costs.len() / 2).copied().unwrap_or(f64::NAN),
+                    ),
+                ],
+            );
         }
     }
     let spawned = handles.len();
@@ -271,7 +336,7 @@ fn capacity(spawner: Spawner, max: usize) {
         ),
         None => emit("CAPACITY", &[("spawned", &spawned), ("max", &max)]),
     }
-    STOP.store(true, Ordering::SeqCst);
+    drop(gate);
     for handle in handles {
         handle.join().expect("a task panicked");
     }

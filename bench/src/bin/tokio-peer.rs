@@ -118,14 +118,16 @@ async fn idle(tasks: usize, sleep_ms: u64) {
         .collect();
     let spawn_time = start.elapsed();
     while ASLEEP.load(Ordering::SeqCst) < tasks {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let ready_time = start.elapsed();
     emit(
         "READY",
         &[
             ("spawned", &tasks),
             ("woke_early", &AWAKE.load(Ordering::SeqCst)),
-            ("spawn_ms", &spawn_time.as_millis()),
+            ("spawn_ms", &(spawn_time.as_secs_f64() * 1000.0)),
+            ("ready_ms", &(ready_time.as_secs_f64() * 1000.0)),
             ("rss_base_kib", &rss_base),
         ],
     );

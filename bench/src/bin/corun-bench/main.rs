@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! corun-bench --hook PATH [--go-peer PATH] [--out DIR] [--quick] [--reps N]
-//!             [--only switch,spawn-join,ping-pong,idle-memory,echo,http]
+//!             [--only switch,spawn-join,ping-pong,idle-memory,fresh-spawn,echo,http,identity]
 //! ```
 //!
 //! `scripts/bench.sh` builds everything and calls this. Tables go to stdout as each scenario

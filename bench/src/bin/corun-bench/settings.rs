@@ -21,6 +21,9 @@ pub struct Settings {
     pub idle_sleep_ms: u64,
     pub capacity_max: usize,
 
+    /// Sleeping tasks spawned per fresh-spawn case.
+    pub fresh_spawn_tasks: Vec<usize>,
+
     pub echo_connections: Vec<usize>,
     pub echo_warmup_ms: u64,
     pub echo_duration_ms: u64,
@@ -36,7 +39,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The full suite (about 13 minutes on 2 cores, most of it the 90 five-second echo runs).
+    /// The full suite (about 17 minutes on 2 cores, most of it the 90 five-second echo runs).
     pub fn full() -> Settings {
         Settings {
             quick: false,
@@ -50,7 +53,8 @@ impl Settings {
             idle_tasks: 100_000,
             idle_thread_tasks: 10_000,
             idle_sleep_ms: 5_000,
-            capacity_max: 250_000,
+            capacity_max: 1_000_000,
+            fresh_spawn_tasks: vec![10_000, 100_000, 1_000_000],
             echo_connections: vec![100, 1_000, 10_000],
             echo_warmup_ms: 300,
             echo_duration_ms: 5_000,
@@ -78,6 +82,7 @@ impl Settings {
             idle_thread_tasks: 2_000,
             idle_sleep_ms: 2_000,
             capacity_max: 100_000,
+            fresh_spawn_tasks: vec![10_000],
             echo_connections: vec![100, 1_000],
             echo_warmup_ms: 200,
             echo_duration_ms: 1_000,

@@ -46,15 +46,23 @@ pub fn run(ctx: &Context) -> Section {
         .unwrap_or_else(|_| "unknown".to_string());
     let mut capacity = Table::new(
         format!(
-            "corun capacity: most coroutines held at once (vm.max_map_count = {max_map_count})"
+            "corun capacity: coroutines held at once, up to {} (vm.max_map_count = \
+             {max_map_count})",
+            count(s.capacity_max as f64)
         ),
-        vec![Column::neither("coroutines held")],
-        1,
+        vec![
+            Column::neither("RSS KiB/coroutine"),
+            Column::neither("mappings"),
+            Column::neither("µs/spawn"),
+        ],
+        s.reps,
     )
     .without_ratio();
-    interleave(&mut capacity, 1, &[t.corun()], |peer, launch| {
-        measure_capacity(peer, launch, s.capacity_max)
-    });
+    let corun = t.corun();
+    for _ in 0..s.reps {
+        measure_capacity(&corun, s.capacity_max, &mut capacity);
+    }
+    capacity_note(&mut capacity);
 
     let chart = BarChart {
         title: "idle memory per task (lower is better)".to_string(),
@@ -86,9 +94,11 @@ pub fn run(ctx: &Context) -> Section {
              the same just before the program started) / tasks, after folding the kernel's \
              per-CPU counters (`/proc/sys/vm/stat_refresh`); it includes kernel memory (thread \
              stacks, page tables) and anything else the machine did meanwhile, so it is noisier. The capacity run \
-             spawns corun coroutines that stay alive until `corun::Builder::spawn` returns an \
-             error or {} are alive (without the runtime, corun::spawn uses OS threads and the \
-             probe stops at 10,000).",
+             spawns corun coroutines that stay alive (each waits to read a `std::sync::RwLock` \
+             the probe holds for writing, parked on its futex) until `corun::Builder::spawn` \
+             returns an error or {} are alive, and at 1,000, 10,000, 100,000 and 1,000,000 \
+             reports its RSS per coroutine, its memory mappings and the time per spawn just \
+             before (the median of ten slices of the last 10,000 spawns, or of all of them).",
             count(s.idle_tasks as f64),
             count(s.idle_thread_tasks as f64),
             s.idle_sleep_ms as f64 / 1000.0,
@@ -154,28 +164,79 @@ pub fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -
     })
 }
 
-fn measure_capacity(peer: &Peer, launch: &Launch, max: usize) -> Outcome {
-    let launch =
-        launch
-            .clone()
-            .args(["capacity".to_string(), "--max".to_string(), max.to_string()]);
-    let mut run = Running::start(&launch, Duration::from_secs(120))?;
-    let line = run.wait_for("CAPACITY")?;
-    run.finish()?;
-    let mut notes = corun_mode_notes(peer, &run.protocol_lines());
+/// One run of the capacity probe of `peer`: a row per checkpoint it reaches (RSS per
+/// coroutine, process mappings, µs per spawn), and how it ended in the notes.
+fn measure_capacity(peer: &Peer, max: usize, table: &mut Table) {
+    let outcome = (|| {
+        let launch = peer.launch.clone()?.args([
+            "capacity".to_string(),
+            "--max".to_string(),
+            max.to_string(),
+        ]);
+        let mut run = Running::start(&launch, Duration::from_secs(300))?;
+        let line = run.wait_for("CAPACITY")?;
+        run.finish()?;
+        Ok::<_, String>((line, run.protocol_lines()))
+    })();
+    eprintln!(
+        "  capacity: {}",
+        if outcome.is_ok() { "done" } else { "failed" }
+    );
+    let (line, lines) = match outcome {
+        Ok(found) => found,
+        Err(reason) => {
+            table.record("capacity", Err(reason));
+            return;
+        }
+    };
+    for note in corun_mode_notes(peer, &lines) {
+        table.note(note);
+    }
+    for checkpoint in lines.iter().filter(|l| l.tag == "CHECKPOINT") {
+        let held = checkpoint.number("held").unwrap_or(0.0);
+        table.record(
+            &format!("at {}", count(held)),
+            Ok(Measurement {
+                values: vec![
+                    checkpoint.number("rss_kib").map(|kib| kib / held.max(1.0)),
+                    checkpoint.number("mappings"),
+                    checkpoint.number("us_per_spawn"),
+                ],
+                notes: Vec::new(),
+            }),
+        );
+    }
     let held = line.number("spawned").unwrap_or(0.0);
-    let cap = line.number("max").unwrap_or(max as f64);
     match line.text("message") {
-        Some(message) => notes.push(format!("the next spawn failed with: {message}")),
-        None => notes.push(format!(
+        Some(message) => table.note(format!(
+            "held {} at most; the next spawn failed with: {message}",
+            count(held)
+        )),
+        None => table.note(format!(
             "no spawn failed: the probe stopped at its cap of {} (the real limit is higher)",
-            count(cap)
+            count(held)
         )),
     }
-    Ok(Measurement {
-        values: vec![Some(held)],
-        notes,
-    })
+}
+
+/// How spawning at the last checkpoint compares with the first (medians over the runs).
+fn capacity_note(table: &mut Table) {
+    let rows = table.peers();
+    let cost = |row: &String| table.summary(row, 2).map(|s| s.median);
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        if let (Some(a), Some(b)) = (cost(first), cost(last)) {
+            if first != last && a > 0.0 {
+                let note = format!(
+                    "spawning {} cost {:.2}× spawning {} (µs/spawn: the median of ten slices of \
+                     the 10,000 spawns before each checkpoint, or of all before it)",
+                    last.trim_start_matches("at "),
+                    b / a,
+                    first.trim_start_matches("at ")
+                );
+                table.note(note);
+            }
+        }
+    }
 }
 
 /// Makes `/proc/meminfo` current: the kernel folds its per-CPU memory counters into the global

@@ -2,6 +2,7 @@
 //! [`Section`] of the report: its tables and its chart.
 
 pub mod echo;
+pub mod fresh_spawn;
 pub mod http;
 pub mod identity;
 pub mod idle_memory;
@@ -41,11 +42,12 @@ pub struct Section {
 pub type Scenario = fn(&Context) -> Section;
 
 /// Every scenario, in the order the suite runs them: `(name for --only, runner)`.
-pub const ALL: [(&str, Scenario); 7] = [
+pub const ALL: [(&str, Scenario); 8] = [
     ("switch", switch::run),
     ("spawn-join", spawn_join::run),
     ("ping-pong", ping_pong::run),
     ("idle-memory", idle_memory::run),
+    ("fresh-spawn", fresh_spawn::run),
     ("echo", echo::run),
     ("http", http::run),
     ("identity", identity::run),
