@@ -13,14 +13,35 @@ const CHILD_VAR: &str = "CORUN_TEST_CHILD";
 /// Which guard mode the child sets before making any stack.
 const GUARD_VAR: &str = "CORUN_TEST_GUARD";
 
-/// Re-runs this binary's test `name` alone, with `CORUN_TEST_CHILD=name` and the guard mode.
-fn run_child_with(name: &str, guard: GuardKind) -> Output {
+/// Re-runs this binary's test `name` alone, with `CORUN_TEST_CHILD=name`, the guard mode and
+/// `env`.
+fn run_child_env(name: &str, guard: GuardKind, env: &[(&str, String)]) -> Output {
     Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, name)
         .env(GUARD_VAR, format!("{guard:?}"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("cannot re-run the test binary")
+}
+
+fn run_child_with(name: &str, guard: GuardKind) -> Output {
+    run_child_env(name, guard, &[])
+}
+
+/// Runs child `name` with each guard kind this machine has: it must print `says` and then be
+/// killed by an overflow report.
+fn each_guard_reports_overflow(name: &str, says: &str) {
+    for guard in guard_kinds() {
+        let out = run_child_with(name, guard);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(says),
+            "{guard:?}: stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_killed_by_overflow_report(&out);
+    }
 }
 
 fn run_child(name: &str) -> Output {
@@ -116,15 +137,7 @@ fn a_reused_slot_keeps_its_guard_page() {
         co.resume(());
         unreachable!("the overflow must end the process");
     }
-    for guard in guard_kinds() {
-        let out = run_child_with(NAME, guard);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains("reused slot"),
-            "{guard:?}: stdout:\n{stdout}"
-        );
-        assert_killed_by_overflow_report(&out);
-    }
+    each_guard_reports_overflow(NAME, "reused slot");
 }
 
 #[test]
@@ -148,13 +161,7 @@ fn every_new_slot_is_guarded_not_only_the_first_of_a_batch() {
     }
     for guard in guard_kinds() {
         for which in [1, 31, 32, 47, 79] {
-            let out = Command::new(std::env::current_exe().unwrap())
-                .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
-                .env(CHILD_VAR, NAME)
-                .env(GUARD_VAR, format!("{guard:?}"))
-                .env(WHICH_VAR, which.to_string())
-                .output()
-                .unwrap();
+            let out = run_child_env(NAME, guard, &[(WHICH_VAR, which.to_string())]);
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
                 stdout.contains("reading below slot"),
@@ -185,16 +192,7 @@ fn a_trimmed_slot_keeps_its_guard_page_and_reads_zero() {
         co.resume(());
         unreachable!("the overflow must end the process");
     }
-    for guard in guard_kinds() {
-        let out = run_child_with(NAME, guard);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains("reads zero"),
-            "{guard:?}: stdout:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_killed_by_overflow_report(&out);
-    }
+    each_guard_reports_overflow(NAME, "reads zero");
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! Scenario: spawning sleeping tasks that all stay alive: every spawn needs a fresh task
 //! (stack, thread area) rather than one a finished task left behind, as spawn+join measures.
 
-use std::time::Duration;
-
+use super::idle_memory::start_idle;
 use super::{chart_of_tables, corun_mode_notes, count, interleave, Context, Section};
 use crate::peers::Peer;
-use crate::runner::{Launch, Running};
+use crate::runner::Launch;
 use crate::table::{Column, Measurement, Outcome, Table};
 
 pub fn run(ctx: &Context) -> Section {
@@ -72,17 +71,7 @@ pub fn run(ctx: &Context) -> Section {
 fn measure(peer: &Peer, launch: &Launch, tasks: usize) -> Outcome {
     // Long enough that the first task is still asleep when the last one is spawned.
     let sleep_ms = 3_000 + tasks as u64 * 6 / 1_000;
-    let launch = launch.clone().args([
-        "idle".to_string(),
-        "--tasks".to_string(),
-        tasks.to_string(),
-        "--sleep-ms".to_string(),
-        sleep_ms.to_string(),
-    ]);
-    let mut run = Running::start(
-        &launch,
-        Duration::from_millis(sleep_ms) + Duration::from_secs(180),
-    )?;
+    let mut run = start_idle(launch, tasks, sleep_ms)?;
     let ready = run.wait_for("READY")?;
     run.finish()?;
     let lines = run.protocol_lines();

@@ -109,8 +109,8 @@ pub fn run(ctx: &Context) -> Section {
     }
 }
 
-/// One run of `tasks` sleeping tasks of `peer`: RSS and system memory per task, tasks asleep.
-pub fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -> Outcome {
+/// Starts `launch`'s `idle` program: `tasks` tasks that each sleep `sleep_ms`.
+pub fn start_idle(launch: &Launch, tasks: usize, sleep_ms: u64) -> Result<Running, String> {
     let launch = launch.clone().args([
         "idle".to_string(),
         "--tasks".to_string(),
@@ -118,12 +118,17 @@ pub fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -
         "--sleep-ms".to_string(),
         sleep_ms.to_string(),
     ]);
-    refresh_memory_counters();
-    let system_before = procfs::system_used_kib().ok();
-    let mut run = Running::start(
+    Running::start(
         &launch,
         Duration::from_millis(sleep_ms) + Duration::from_secs(180),
-    )?;
+    )
+}
+
+/// One run of `tasks` sleeping tasks of `peer`: RSS and system memory per task, tasks asleep.
+pub fn measure_idle(peer: &Peer, launch: &Launch, tasks: usize, sleep_ms: u64) -> Outcome {
+    refresh_memory_counters();
+    let system_before = procfs::system_used_kib().ok();
+    let mut run = start_idle(launch, tasks, sleep_ms)?;
     let ready = run.wait_for("READY")?;
     refresh_memory_counters();
     let rss = procfs::rss_kib(run.pid()).ok();
