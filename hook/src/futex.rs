@@ -121,25 +121,24 @@ pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
     if count <= 0 || WAITING.load(Ordering::SeqCst) == 0 {
         return 0;
     }
-    let woken: Vec<Waiter> = {
+    let mut woken: Vec<(Arc<Task>, u64)> = Vec::new();
+    {
         let mut waiters = bucket(addr).lock();
         // One pass, oldest first, keeping the others in order (a wake of a million waiters
         // must not move the rest a million times).
-        let mut taken = 0;
-        let woken: Vec<Waiter> = waiters
-            .extract_if(.., |w| {
-                let take = taken < count && w.addr == addr && w.bitset & bitset != 0;
-                taken += i32::from(take);
-                take
-            })
-            .collect();
+        waiters.retain(|w| {
+            let take = (woken.len() as i32) < count && w.addr == addr && w.bitset & bitset != 0;
+            if take {
+                woken.push((w.task.clone(), w.token));
+            }
+            !take
+        });
         WAITING.fetch_sub(woken.len(), Ordering::SeqCst);
-        woken
-    };
+    }
     let n = woken.len() as i32;
-    for waiter in woken {
-        if waiter.task.wake(waiter.token) {
-            runtime::schedule(waiter.task);
+    for (task, token) in woken {
+        if task.wake(token) {
+            runtime::schedule(task);
         }
     }
     n
