@@ -148,12 +148,10 @@ pub const NO_WORKER: usize = usize::MAX;
 pub struct Task {
     id: u64,
     name: Option<Box<str>>,
-    /// What the coroutine will be made of, until the worker that starts the task makes it
-    /// there (so the spawner never touches the stack's memory).
-    start: UnsafeCell<Option<Start>>,
-    /// The coroutine once started; touched only by the worker that owns the task (see
-    /// `worker`).
-    coroutine: UnsafeCell<Option<TaskCoroutine>>,
+    /// What the coroutine will be made of, then the coroutine (made by the worker that starts
+    /// the task, so the spawner never touches the stack's memory); touched only by the worker
+    /// that owns the task (see `worker`).
+    body: UnsafeCell<Body>,
     /// The coroutine's own thread area (in its stack slot) once it has started, when
     /// identities are isolated (same access rule).
     area: UnsafeCell<Option<Area>>,
@@ -179,7 +177,7 @@ pub struct Task {
     running: AtomicBool,
 }
 
-// SAFETY: `start`, `coroutine`, `area` and `yielder` are only used by the single thread that
+// SAFETY: `body`, `area` and `yielder` are only used by the single thread that
 // owns the task at a time: the spawner until it queues the task, then the worker that takes it
 // from a queue (the queue hand-off orders the accesses), and after that the worker it is pinned
 // to (a move to another worker is ordered by that worker's inbox). The
@@ -201,6 +199,16 @@ struct Start {
     data: EntryData,
 }
 
+/// A task's coroutine through its life (one field: a sleeping task's memory is counted).
+enum Body {
+    /// Spawned, not started.
+    Start(Start),
+    /// Started (made on its first run).
+    Coroutine(TaskCoroutine),
+    /// Finished: the coroutine and its stack are gone.
+    Done,
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Task {
@@ -214,12 +222,11 @@ impl Task {
         Arc::new(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             name,
-            start: UnsafeCell::new(Some(Start {
+            body: UnsafeCell::new(Body::Start(Start {
                 stack,
                 entry,
                 data: EntryData(data),
             })),
-            coroutine: UnsafeCell::new(None),
             area: UnsafeCell::new(None),
             yielder: AtomicPtr::new(std::ptr::null_mut()),
             worker: AtomicUsize::new(NO_WORKER),
@@ -288,13 +295,29 @@ impl Task {
     /// Only the thread that owns the task may call this, and not while another reference
     /// obtained from it is alive.
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn coroutine(&self) -> &mut Option<TaskCoroutine> {
-        // SAFETY: guaranteed by the caller; `start` follows the same access rule.
-        let (coroutine, start) = unsafe { (&mut *self.coroutine.get(), &mut *self.start.get()) };
-        if let Some(start) = start.take() {
-            *coroutine = Some(self.make_coroutine(start));
+    pub unsafe fn coroutine(&self) -> Option<&mut TaskCoroutine> {
+        // SAFETY: guaranteed by the caller.
+        let body = unsafe { &mut *self.body.get() };
+        if let Body::Start(_) = body {
+            let Body::Start(start) = std::mem::replace(body, Body::Done) else {
+                unreachable!()
+            };
+            *body = Body::Coroutine(self.make_coroutine(start));
         }
-        coroutine
+        match body {
+            Body::Coroutine(coroutine) => Some(coroutine),
+            _ => None,
+        }
+    }
+
+    /// Drops the finished coroutine, which makes its stack slot idle (with the thread area in
+    /// it, for the next coroutine that takes the slot).
+    ///
+    /// # Safety
+    /// As for [`coroutine`](Self::coroutine).
+    pub unsafe fn drop_coroutine(&self) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { *self.body.get() = Body::Done };
     }
 
     /// The thread area, for the owning worker.

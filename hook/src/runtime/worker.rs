@@ -438,10 +438,9 @@ impl Worker {
                 }
             }
             CoroutineResult::Return(()) => {
-                // SAFETY: as above. Dropping the finished coroutine makes its stack slot idle,
-                // with the thread area in it, for the next coroutine that takes the slot.
+                // SAFETY: as above; the area stays in the stack slot, which goes idle.
                 unsafe {
-                    *task.coroutine() = None;
+                    task.drop_coroutine();
                     *task.area() = None;
                 }
                 self.finished.fetch_add(1, Ordering::Relaxed);

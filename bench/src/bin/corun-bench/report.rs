@@ -119,7 +119,7 @@ fn environment(info: &RunInfo) -> String {
                 })
                 .unwrap_or_default(),
         ),
-        ("hook", info.hook.display().to_string()),
+        ("hook", shown_path(&info.hook)),
         (
             "chart font",
             info.font
@@ -164,4 +164,13 @@ fn shell(command: &str) -> Option<String> {
     let output = Command::new("sh").args(["-c", command]).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     (output.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// `path` relative to the directory the suite runs in (the repository), so the report does not
+/// carry the build machine's absolute paths; as given when it lies elsewhere.
+fn shown_path(path: &std::path::Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|dir| path.strip_prefix(dir).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| path.display().to_string())
 }
