@@ -1,9 +1,11 @@
 //! The runtime: M:N workers, their reactors and timers, and the injector of new tasks.
 //!
 //! A task that has not started yet sits in the injector, and whichever worker is free takes
-//! it. Once started, a task stays on that worker (its stack holds thread-bound state: TLS
-//! addresses, std's per-thread locks); wake-ups from other threads reach it through the
-//! worker's inbox.
+//! it, makes its coroutine on the stack slot the spawner took, and pins it. With shared identity
+//! a started task stays on that worker (its stack holds addresses of the worker's thread-locals);
+//! with per-coroutine identity it may move to a waker's idle worker (wake affinity, `schedule`)
+//! or to a worker that asked for work (`CORUN_STEAL`). Wake-ups from other threads reach a
+//! task through its worker's inbox.
 //!
 //! Besides the `CORUN_WORKERS` active workers there are as many spare worker slots; the
 //! monitor (`sysmon`) starts one when every active worker is stuck in a single coroutine, so

@@ -1,7 +1,8 @@
 //! The monitor thread: coroutine dumps on a signal, and the stuck-worker guard.
 //!
-//! It also trims the stack pool: stacks left over from a burst of coroutines are unmapped, half
-//! of the excess over 256 per size class every second.
+//! It also trims the stack slabs: idle stacks left over from a burst of coroutines give their
+//! memory back (`MADV_DONTNEED`; their thread areas retire first), half of the excess over 256
+//! per size class every second.
 //!
 //! **Stuck workers.** A worker that has run one coroutine for longer than `CORUN_STUCK_MS`
 //! without switching (a CPU loop, or a blocking call corun does not intercept) stalls the
@@ -35,10 +36,10 @@ pub fn dumps_printed() -> u64 {
 
 /// Pooled stacks per size class the monitor leaves alone when it trims the pool.
 const POOL_KEEP: usize = 256;
-/// How often the monitor trims the stack pool.
+/// How often the monitor trims the stack slabs.
 const TRIM_EVERY_NS: u64 = 1_000_000_000;
 
-/// Starts the monitor: dumps, the stuck-worker guard, and trimming the stack pool.
+/// Starts the monitor: dumps, the stuck-worker guard, and trimming the stack slabs.
 pub fn start(runtime: &'static Runtime) {
     let config = config::get();
     if let Some(signal) = config.dump_signal {
