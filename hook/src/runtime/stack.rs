@@ -22,13 +22,17 @@ impl TaskStack {
     /// As for `DefaultStack::with_reserve`: the kernel refused the memory (the message names
     /// `vm.max_map_count` when that is why).
     pub fn take(size: usize) -> io::Result<TaskStack> {
-        let reserve = identity::slot_reserve();
-        let slot = DefaultStack::with_reserve(size, reserve)?;
-        let base = match Area::in_slot(slot.reserved().1) {
-            Some(area) if reserve > 0 => identity::stack_base(area.tp()),
-            _ => slot.base(),
-        };
+        let slot = DefaultStack::with_reserve(size, identity::slot_reserve())?;
+        let base = slot.base();
         Ok(TaskStack { slot, base })
+    }
+
+    /// Places the stack's top below the thread area as the static TLS is laid out now (call
+    /// right before making the coroutine: a library loaded since `take` may have added to it).
+    pub fn place(&mut self) {
+        if let Some(area) = self.area() {
+            self.base = identity::stack_base(area.tp());
+        }
     }
 
     /// The thread area at the top of the slot, built or not (`None` without isolated identity).
@@ -39,9 +43,10 @@ impl TaskStack {
 }
 
 // SAFETY: `[limit, base)` lies inside the slot, which the `DefaultStack` owns: `base` is at most
-// the slot's top (it sits below the thread area in the slot's reserve, or is the
-// `DefaultStack`'s own base), is 16-aligned (`identity::stack_base` rounds down to 64), and
-// nothing but the coroutine's stack uses that memory (the area lies above `base`).
+// the slot's top (it is the `DefaultStack`'s own base, or after `place` sits below the thread
+// area in the slot's reserve), is 16-aligned (page aligned, or `identity::stack_base` rounds
+// down to 64), and nothing but the coroutine's stack uses that memory (the area lies above
+// `base`).
 unsafe impl Stack for TaskStack {
     #[inline]
     fn base(&self) -> usize {

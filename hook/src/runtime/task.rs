@@ -243,7 +243,12 @@ impl Task {
 
     /// The coroutine, made on first use from what `new` was given.
     fn make_coroutine(&self, start: Start) -> TaskCoroutine {
-        let Start { stack, entry, data } = start;
+        let Start {
+            mut stack,
+            entry,
+            data,
+        } = start;
+        stack.place();
         let this: *const Task = self;
         Coroutine::with_stack(
             stack,
