@@ -41,6 +41,8 @@ mod spawn;
 #[doc(hidden)]
 pub mod spin;
 mod stats;
+#[doc(hidden)]
+pub mod user_memory;
 
 pub use spawn::{coroutine_id, spawn, unblock, yield_now, Builder, JoinHandle};
 pub use stats::{stats, Stats};

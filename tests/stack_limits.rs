@@ -298,3 +298,31 @@ fn corun_max_map_count() -> usize {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(65530)
 }
+
+#[test]
+fn user_memory_reads_bad_pointers_as_faults_not_crashes() {
+    // A readable word, an unmapped page, null, and a guard page.
+    let word: u64 = 0x1122_3344_5566_7788;
+    // SAFETY: reading our own word and three bad addresses through the fault-safe copy.
+    unsafe {
+        assert_eq!(
+            corun::user_memory::read::<u64>(&word as *const u64 as usize),
+            Some(word)
+        );
+        assert_eq!(corun::user_memory::read::<u64>(0x1000), None);
+        assert_eq!(corun::user_memory::read::<u64>(0), None);
+        let stack = DefaultStack::new(16 * 1024).unwrap();
+        assert_eq!(corun::user_memory::read::<u64>(stack.limit() - 8), None);
+        let mut out = 0u64;
+        assert!(corun::user_memory::write(
+            &mut out as *mut u64 as usize,
+            &7u64
+        ));
+        assert_eq!(out, 7);
+        assert!(!corun::user_memory::write(0x10, &7u64));
+        // Read-only memory: a string literal.
+        let text: &'static str = "read only";
+        assert!(!corun::user_memory::write(text.as_ptr() as usize, &0u8));
+    }
+    // And an ordinary fault elsewhere still kills (see other_segfaults_still_kill_with_sigsegv).
+}

@@ -34,6 +34,7 @@ use std::mem::{self, ManuallyDrop};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
+pub(crate) use overflow::install_fault_handlers;
 pub use overflow::{ensure_altstack, set_describer, Describer};
 
 /// Whether switching a coroutine's thread pointer (see [`Coroutine::set_thread_pointer`]) uses

@@ -51,7 +51,7 @@ static REGISTRY: SpinLock<BTreeMap<usize, Slots>> = SpinLock::new(BTreeMap::new(
 
 /// Records a mapping of stack slots starting at `start`.
 pub(crate) fn register_slots(start: usize, slots: Slots) {
-    install_handler();
+    install_fault_handlers();
     REGISTRY.lock().insert(start, slots);
 }
 
@@ -67,41 +67,66 @@ fn find_guard(addr: usize) -> Option<usize> {
     (addr < slots.end && (addr - start) % slots.stride < slots.guard).then_some(slots.usable)
 }
 
-/// The `SIGSEGV` disposition that was in place before ours, written once before ours goes in.
+/// The dispositions of `SIGSEGV` and `SIGBUS` that were in place before ours, each written once
+/// before ours goes in.
 struct PreviousAction(UnsafeCell<MaybeUninit<libc::sigaction>>);
 // SAFETY: written once inside `Once::call_once` before the handler that reads it is installed.
 unsafe impl Sync for PreviousAction {}
-static PREVIOUS: PreviousAction = PreviousAction(UnsafeCell::new(MaybeUninit::zeroed()));
+static PREVIOUS_SEGV: PreviousAction = PreviousAction(UnsafeCell::new(MaybeUninit::zeroed()));
+static PREVIOUS_BUS: PreviousAction = PreviousAction(UnsafeCell::new(MaybeUninit::zeroed()));
 
-fn install_handler() {
+fn previous(signal: libc::c_int) -> &'static PreviousAction {
+    if signal == libc::SIGBUS {
+        &PREVIOUS_BUS
+    } else {
+        &PREVIOUS_SEGV
+    }
+}
+
+/// Installs corun's `SIGSEGV` and `SIGBUS` handlers (once): stack overflows are reported, a
+/// fault inside `user_memory::copy` resumes at its fix-up, anything else goes to the handler
+/// that was there before.
+pub(crate) fn install_fault_handlers() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        // SAFETY: an all-zero sigaction is a valid value; sigaction(2) is given valid pointers
-        // and `PREVIOUS` is not read until our handler is installed, after this write.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigsegv as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut action.sa_mask);
-            let previous = (*PREVIOUS.0.get()).as_mut_ptr();
-            libc::sigaction(libc::SIGSEGV, std::ptr::null(), previous);
-            libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut());
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: an all-zero sigaction is a valid value; sigaction(2) is given valid
+            // pointers, and the previous disposition is not read until our handler is
+            // installed, after this write.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_fault as *const () as usize;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut action.sa_mask);
+                let previous = (*previous(signal).0.get()).as_mut_ptr();
+                libc::sigaction(signal, std::ptr::null(), previous);
+                libc::sigaction(signal, &action, std::ptr::null_mut());
+            }
         }
     });
 }
 
-extern "C" fn on_sigsegv(
+extern "C" fn on_fault(
     signal: libc::c_int,
     info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
-    // SAFETY: the kernel passes a valid siginfo for SIGSEGV.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(usable) = find_guard(addr) {
-        report_overflow(usable);
+    // SAFETY: the kernel passes a valid ucontext to an SA_SIGINFO handler; the instruction
+    // pointer is the faulting instruction's.
+    let gregs = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    if let Some(fixup) = crate::user_memory::fixup_for(gregs[libc::REG_RIP as usize] as usize) {
+        gregs[libc::REG_RIP as usize] = fixup as libc::greg_t;
+        return;
     }
-    // SAFETY: same arguments as we were called with; `PREVIOUS` was written before we were
-    // installed.
+    if signal == libc::SIGSEGV {
+        // SAFETY: the kernel passes a valid siginfo for SIGSEGV.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        if let Some(usable) = find_guard(addr) {
+            report_overflow(usable);
+        }
+    }
+    // SAFETY: same arguments as we were called with; the previous disposition was written
+    // before we were installed.
     unsafe { chain(signal, info, context) }
 }
 
@@ -128,17 +153,18 @@ fn report_overflow(usable: usize) -> ! {
     unsafe { libc::abort() }
 }
 
-/// Hands a fault that is not a coroutine stack overflow to the previous disposition.
+/// Hands a fault that is neither a coroutine stack overflow nor a `user_memory` copy to the
+/// previous disposition.
 ///
 /// # Safety
-/// Must be called from the `SIGSEGV` handler with the arguments it received.
+/// Must be called from the fault handler with the arguments it received.
 unsafe fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: written before our handler was installed, never written again.
-    let previous = unsafe { (*PREVIOUS.0.get()).assume_init_ref() };
+    let previous = unsafe { (*previous(signal).0.get()).assume_init_ref() };
     let handler = previous.sa_sigaction;
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // Restore the default action and return: the faulting instruction runs again and the
-        // kernel kills the process with SIGSEGV, as it would have without us.
+        // kernel kills the process with the signal, as it would have without us.
         // SAFETY: a zeroed sigaction with SIG_DFL is valid.
         unsafe {
             let mut default: libc::sigaction = std::mem::zeroed();
