@@ -3,7 +3,10 @@
 //! Sockets used by coroutines are *managed*: the runtime puts them in non-blocking mode in the
 //! kernel, remembers whether the *user* asked for non-blocking (so hooked calls still return
 //! `EAGAIN` when the user wants it), remembers `SO_RCVTIMEO`/`SO_SNDTIMEO`, and registers them
-//! with each worker's epoll once, edge-triggered. Each direction counts readiness events in a
+//! with each worker's epoll once, edge-triggered. The user's wish and the timeouts belong to
+//! the open file description, as in the kernel: numbers made by `dup` share one [`Desc`], and
+//! a change through any of them is seen through all. Pollable fds (pipes, ttys …) keep their
+//! kernel flags, so the kernel is asked about them instead. Each direction counts readiness events in a
 //! sequence number: a caller reads it before its non-blocking attempt and, after `EAGAIN`,
 //! waits only if it has not moved (so an event between the attempt and the wait is not lost).
 //!
@@ -70,16 +73,62 @@ pub fn waiters() -> usize {
     WAITERS.load(Ordering::Relaxed)
 }
 
+/// Whether a pollable fd takes `preadv2`/`pwritev2` with `RWF_NOWAIT` (ttys do not).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Nowait {
+    Unknown = 0,
+    Yes = 1,
+    No = 2,
+}
+
+/// A socket timeout meaning "give up at once": the kernel's reading of a negative
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO` (a blocking call then fails with `EAGAIN` without waiting).
+pub const TIMEOUT_IMMEDIATE: u64 = u64::MAX;
+
+/// An open file description shared by the fd numbers `dup` made of one managed socket: the
+/// numbers, so that a change of `O_NONBLOCK` or a timeout through one reaches them all.
+pub struct Desc {
+    members: SpinLock<Vec<c_int>>,
+}
+
+impl Desc {
+    fn new(fd: c_int) -> Arc<Desc> {
+        Arc::new(Desc {
+            members: SpinLock::new(vec![fd]),
+        })
+    }
+
+    /// Runs `f` on the entry of every number sharing this description.
+    fn each(&self, f: impl Fn(&FdEntry)) {
+        for &fd in self.members.lock().iter() {
+            if let Some(entry) = table().peek(fd) {
+                f(entry);
+            }
+        }
+    }
+}
+
 /// What is known about one fd.
 pub struct FdEntry {
     waiters: SpinLock<(Waiters, Waiters)>,
     generation: AtomicU32,
     kind: AtomicU8,
+    /// Whether `RWF_NOWAIT` works on this pollable fd (a `Nowait` as u8).
+    nowait: AtomicU8,
+    /// The open file description this managed socket's number shares with its dups.
+    desc: SpinLock<Option<Arc<Desc>>>,
+    /// The user's `O_NONBLOCK` (managed sockets), kept here for the hot path; written through
+    /// the `Desc` for every number sharing it.
     user_nonblocking: AtomicBool,
     /// Workers (bit i = worker i) whose epoll has this fd registered.
     registered: AtomicU64,
     recv_timeout_ns: AtomicU64,
     send_timeout_ns: AtomicU64,
+    /// Timeouts set (through the hook) before the socket was managed: bit 0 receive, bit 1
+    /// send. The kernel reads a "give up at once" timeout back as zero, like none at all, so
+    /// discovery keeps these instead of asking it.
+    timeouts_set: AtomicU8,
     read_ready: AtomicU64,
     write_ready: AtomicU64,
 }
@@ -90,10 +139,13 @@ impl FdEntry {
             waiters: SpinLock::new((Vec::new(), Vec::new())),
             generation: AtomicU32::new(0),
             kind: AtomicU8::new(KIND_UNKNOWN),
+            nowait: AtomicU8::new(Nowait::Unknown as u8),
+            desc: SpinLock::new(None),
             user_nonblocking: AtomicBool::new(false),
             registered: AtomicU64::new(0),
             recv_timeout_ns: AtomicU64::new(0),
             send_timeout_ns: AtomicU64::new(0),
+            timeouts_set: AtomicU8::new(0),
             read_ready: AtomicU64::new(0),
             write_ready: AtomicU64::new(0),
         }
@@ -109,9 +161,44 @@ impl FdEntry {
         self.user_nonblocking.load(Ordering::Relaxed)
     }
 
-    /// Records the user's non-blocking intent.
+    /// Records the user's non-blocking intent, for every number of this open file description.
     pub fn set_user_nonblocking(&self, on: bool) {
-        self.user_nonblocking.store(on, Ordering::Relaxed);
+        self.through_desc(|e| e.user_nonblocking.store(on, Ordering::Relaxed));
+    }
+
+    /// Runs `f` on this entry and every other number sharing its open file description.
+    fn through_desc(&self, f: impl Fn(&FdEntry)) {
+        let desc = self.desc.lock().clone();
+        match desc {
+            Some(desc) => desc.each(f),
+            None => f(self),
+        }
+    }
+
+    /// Starts a new open file description for `fd`.
+    fn new_desc(&self, fd: c_int) {
+        *self.desc.lock() = Some(Desc::new(fd));
+    }
+
+    /// Leaves the open file description `fd` shared (closed, or now something else).
+    fn leave_desc(&self, fd: c_int) {
+        if let Some(desc) = self.desc.lock().take() {
+            desc.members.lock().retain(|&member| member != fd);
+        }
+    }
+
+    /// Whether `RWF_NOWAIT` works on this pollable fd.
+    pub fn nowait(&self) -> Nowait {
+        match self.nowait.load(Ordering::Relaxed) {
+            1 => Nowait::Yes,
+            2 => Nowait::No,
+            _ => Nowait::Unknown,
+        }
+    }
+
+    /// Records whether `RWF_NOWAIT` works on this pollable fd.
+    pub fn set_nowait(&self, nowait: Nowait) {
+        self.nowait.store(nowait as u8, Ordering::Relaxed);
     }
 
     /// The current generation (changes when the fd is closed).
@@ -135,17 +222,38 @@ impl FdEntry {
         }
     }
 
-    /// Records a socket timeout.
-    pub fn set_timeout_ns(&self, dir: Dir, ns: u64) {
-        match dir {
-            Dir::Read => self.recv_timeout_ns.store(ns, Ordering::Relaxed),
-            Dir::Write => self.send_timeout_ns.store(ns, Ordering::Relaxed),
-        }
+    /// Notes a socket timeout set on a socket not managed yet, for its discovery (and that of
+    /// every number sharing it).
+    pub fn note_timeout_ns(&self, dir: Dir, ns: u64) {
+        self.through_desc(|e| {
+            let (slot, bit) = match dir {
+                Dir::Read => (&e.recv_timeout_ns, 1),
+                Dir::Write => (&e.send_timeout_ns, 2),
+            };
+            slot.store(ns, Ordering::Relaxed);
+            e.timeouts_set.fetch_or(bit, Ordering::Relaxed);
+        });
     }
 
-    /// Marks the entry as a managed socket the runtime just created (accept): its kernel
-    /// state is already non-blocking.
-    pub fn init_socket(&self, user_nonblocking: bool, recv_timeout_ns: u64, send_timeout_ns: u64) {
+    /// Records a socket timeout (0: none; [`TIMEOUT_IMMEDIATE`]), for every number of this
+    /// open file description.
+    pub fn set_timeout_ns(&self, dir: Dir, ns: u64) {
+        self.through_desc(|e| match dir {
+            Dir::Read => e.recv_timeout_ns.store(ns, Ordering::Relaxed),
+            Dir::Write => e.send_timeout_ns.store(ns, Ordering::Relaxed),
+        });
+    }
+
+    /// Marks the entry of `fd` as a managed socket the runtime just created (accept): its
+    /// kernel state is already non-blocking.
+    pub fn init_socket(
+        &self,
+        fd: c_int,
+        user_nonblocking: bool,
+        recv_timeout_ns: u64,
+        send_timeout_ns: u64,
+    ) {
+        self.new_desc(fd);
         let _guard = self.waiters.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.registered.store(0, Ordering::Relaxed);
@@ -158,20 +266,31 @@ impl FdEntry {
         self.kind.store(KIND_SOCKET, Ordering::Release);
     }
 
-    /// Forgets everything about a fd number that now refers to something new.
-    pub fn reset(&self) {
+    /// Forgets everything about the number `fd`, which now refers to something new.
+    pub fn reset(&self, fd: c_int) {
+        self.leave_desc(fd);
+        self.nowait.store(Nowait::Unknown as u8, Ordering::Relaxed);
         let _guard = self.waiters.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.registered.store(0, Ordering::Relaxed);
         self.user_nonblocking.store(false, Ordering::Relaxed);
         self.recv_timeout_ns.store(0, Ordering::Relaxed);
         self.send_timeout_ns.store(0, Ordering::Relaxed);
+        self.timeouts_set.store(0, Ordering::Relaxed);
         self.kind.store(KIND_UNKNOWN, Ordering::Release);
     }
 
-    /// Copies what is known of `from` (a dup: same open file description).
-    pub fn copy_from(&self, from: &FdEntry) {
+    /// Makes the number `fd` a copy of `from` (a dup: the same open file description).
+    pub fn copy_from(&self, fd: c_int, from: &FdEntry) {
         let kind = from.kind();
+        self.leave_desc(fd);
+        let shared = from.desc.lock().clone();
+        if let Some(desc) = &shared {
+            desc.members.lock().push(fd);
+        }
+        *self.desc.lock() = shared;
+        self.nowait
+            .store(from.nowait.load(Ordering::Relaxed), Ordering::Relaxed);
         let _guard = self.waiters.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.registered.store(0, Ordering::Relaxed);
@@ -181,7 +300,18 @@ impl FdEntry {
             .store(from.timeout_ns(Dir::Read), Ordering::Relaxed);
         self.send_timeout_ns
             .store(from.timeout_ns(Dir::Write), Ordering::Relaxed);
+        self.timeouts_set
+            .store(from.timeouts_set.load(Ordering::Relaxed), Ordering::Relaxed);
         self.kind.store(kind, Ordering::Release);
+    }
+
+    /// Makes `fd` (a socket not managed yet) the first number of an open file description,
+    /// unless it has one, so that its dups share what is noted about it before discovery.
+    pub fn own_desc(&self, fd: c_int) {
+        let mut desc = self.desc.lock();
+        if desc.is_none() {
+            *desc = Some(Desc::new(fd));
+        }
     }
 
     /// Learns what `fd` is, the first time a coroutine uses it. A socket becomes managed:
@@ -215,9 +345,9 @@ impl FdEntry {
         // The standard streams are shared with the parent process (O_NONBLOCK would leak into
         // it), so even a socket there is only waited for, never switched to non-blocking.
         if fd <= 2 || file_type != libc::S_IFSOCK {
+            // Its kernel flags are the user's: the hooks ask the kernel (`F_GETFL`).
             self.registered.store(0, Ordering::Relaxed);
-            self.user_nonblocking
-                .store(user_nonblocking, Ordering::Relaxed);
+            self.nowait.store(Nowait::Unknown as u8, Ordering::Relaxed);
             self.kind.store(KIND_POLLABLE, Ordering::Release);
             return Ok(KIND_POLLABLE);
         }
@@ -227,12 +357,18 @@ impl FdEntry {
             return Err(crate::hooks::errno());
         }
         self.registered.store(0, Ordering::Relaxed);
+        self.own_desc(fd);
         self.user_nonblocking
             .store(user_nonblocking, Ordering::Relaxed);
-        self.recv_timeout_ns
-            .store(socket_timeout_ns(fd, libc::SO_RCVTIMEO), Ordering::Relaxed);
-        self.send_timeout_ns
-            .store(socket_timeout_ns(fd, libc::SO_SNDTIMEO), Ordering::Relaxed);
+        let noted = self.timeouts_set.swap(0, Ordering::Relaxed);
+        if noted & 1 == 0 {
+            self.recv_timeout_ns
+                .store(socket_timeout_ns(fd, libc::SO_RCVTIMEO), Ordering::Relaxed);
+        }
+        if noted & 2 == 0 {
+            self.send_timeout_ns
+                .store(socket_timeout_ns(fd, libc::SO_SNDTIMEO), Ordering::Relaxed);
+        }
         self.kind.store(KIND_SOCKET, Ordering::Release);
         Ok(KIND_SOCKET)
     }
@@ -241,6 +377,8 @@ impl FdEntry {
     /// (they see `Closed`), and removes the fd from the workers' epolls while its number still
     /// names it.
     pub fn invalidate(&self, fd: c_int) {
+        self.leave_desc(fd);
+        self.nowait.store(Nowait::Unknown as u8, Ordering::Relaxed);
         let mut woken = Woken::default();
         let registered = {
             let mut waiters = self.waiters.lock();
@@ -249,6 +387,7 @@ impl FdEntry {
             self.user_nonblocking.store(false, Ordering::Relaxed);
             self.recv_timeout_ns.store(0, Ordering::Relaxed);
             self.send_timeout_ns.store(0, Ordering::Relaxed);
+            self.timeouts_set.store(0, Ordering::Relaxed);
             woken.take_all(&mut waiters.0);
             woken.take_all(&mut waiters.1);
             self.registered.swap(0, Ordering::AcqRel)
@@ -458,11 +597,27 @@ fn socket_timeout_ns(fd: c_int, option: c_int) -> u64 {
     timeval_ns(&tv)
 }
 
-/// A `timeval` in ns (negative fields count as zero).
+/// A socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO`, old or new layout) as the kernel reads it:
+/// `None` for microseconds out of range (the kernel's `EDOM`), [`TIMEOUT_IMMEDIATE`] for a
+/// negative number of seconds, 0 for none (zero), else ns.
+pub fn sock_timeout_ns(sec: i64, usec: i64) -> Option<u64> {
+    if !(0..1_000_000).contains(&usec) {
+        return None;
+    }
+    if sec < 0 {
+        return Some(TIMEOUT_IMMEDIATE);
+    }
+    Some(
+        (sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(usec as u64 * 1000)
+            .min(TIMEOUT_IMMEDIATE - 1),
+    )
+}
+
+/// A `timeval` read back with `getsockopt` in ns (0: none).
 pub fn timeval_ns(tv: &libc::timeval) -> u64 {
-    (tv.tv_sec.max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(tv.tv_usec.max(0) as u64 * 1000)
+    sock_timeout_ns(tv.tv_sec, tv.tv_usec).unwrap_or(0)
 }
 
 /// The table of all fds.
@@ -510,6 +665,23 @@ impl FdTable {
         let ptr = self.chunks[chunk].load(Ordering::Acquire);
         // SAFETY: chunks are never freed.
         (!ptr.is_null()).then(|| unsafe { &(*ptr)[index] })
+    }
+
+    /// Forgets (as `close` does) every known fd from `first` to `last`, inclusive: for closes
+    /// of many fds at once (`close_range`, `closefrom`).
+    pub fn invalidate_range(&self, first: c_int, last: c_int) {
+        let (first, last) = (first.max(0) as usize, last.max(0) as usize);
+        for chunk in first / CHUNK..=(last / CHUNK).min(CHUNKS - 1) {
+            if self.chunks[chunk].load(Ordering::Acquire).is_null() {
+                continue;
+            }
+            let (low, high) = (chunk * CHUNK, chunk * CHUNK + CHUNK - 1);
+            for fd in first.max(low)..=last.min(high) {
+                if let Some(entry) = self.peek(fd as c_int).filter(|e| e.kind() != KIND_UNKNOWN) {
+                    entry.invalidate(fd as c_int);
+                }
+            }
+        }
     }
 
     /// Dispatches an epoll event.

@@ -90,3 +90,43 @@ pub fn accept4(fd: c_int, addr: *mut sockaddr, addrlen: *mut socklen_t, flags: c
     // SAFETY: the caller's arguments, as libc's accept4 would pass them on.
     unsafe { call(libc::SYS_accept4, args) as c_int }
 }
+
+/// `recvmsg(2)`.
+pub fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int) -> ssize_t {
+    let args = [fd as usize, msg as usize, flags as usize, 0, 0, 0];
+    // SAFETY: the caller's arguments, as libc's recvmsg would pass them on.
+    unsafe { call(libc::SYS_recvmsg, args) }
+}
+
+/// `sendmsg(2)`.
+pub fn sendmsg(fd: c_int, msg: *const libc::msghdr, flags: c_int) -> ssize_t {
+    let args = [fd as usize, msg as usize, flags as usize, 0, 0, 0];
+    // SAFETY: the caller's arguments, as libc's sendmsg would pass them on.
+    unsafe { call(libc::SYS_sendmsg, args) }
+}
+
+/// `preadv2` (`Dir::Read`) or `pwritev2` at the file position (offset -1) with `RWF_NOWAIT`:
+/// a read or write that fails with `EAGAIN` instead of waiting, whatever the fd's flags
+/// (`EOPNOTSUPP` where the fd does not support it).
+pub fn rw_nowait(
+    fd: c_int,
+    dir: crate::fd::Dir,
+    iov: *const libc::iovec,
+    iovcnt: c_int,
+) -> ssize_t {
+    let nr = match dir {
+        crate::fd::Dir::Read => libc::SYS_preadv2,
+        crate::fd::Dir::Write => libc::SYS_pwritev2,
+    };
+    // The offset travels as two halves (low, high); -1 means "the current position".
+    let args = [
+        fd as usize,
+        iov as usize,
+        iovcnt as usize,
+        usize::MAX,
+        usize::MAX,
+        libc::RWF_NOWAIT as usize,
+    ];
+    // SAFETY: the caller's buffers, as libc's preadv2/pwritev2 would pass them on.
+    unsafe { call(nr, args) }
+}

@@ -1,109 +1,35 @@
 //! read, readv, write, writev, recv, recvfrom, recvmsg, send, sendto, sendmsg.
 //!
-//! Reads return as soon as some data arrived (as libc does). Writes to a blocking socket
-//! complete in full before returning, as the kernel does for a blocking socket, unless the
+//! Reads return as soon as some data arrived (as libc does). Writes to a blocking socket or
+//! pipe complete in full before returning, as the kernel does for a blocking fd, unless the
 //! socket's send timeout passes or an error occurs after some bytes went out (then the count
-//! so far is returned).
+//! so far is returned). Every first attempt is the kernel's call with the caller's own
+//! arguments (see `transfer`): the caller's iovecs and message header are looked at only after
+//! the kernel accepted them, for the rest of a long write.
+//!
+//! `read`/`readv`/`write`/`writev` on a socket are made as `preadv2`/`pwritev2` with
+//! `RWF_NOWAIT`: the same call for the kernel (zero lengths, `SIGPIPE` and all), without the
+//! wait. The `recv`/`send` family is made with `MSG_DONTWAIT` added; `MSG_ERRQUEUE` never
+//! waits, so it passes straight through, as does every socket call on an fd that is no socket
+//! (`ENOTSOCK` at once).
 
 use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::{blocking, deadline_for, direct, errno, guard, mode, set_errno, try_once, wait, Mode};
-use crate::fd::{Dir, FdEntry, Wait, KIND_POLLABLE, KIND_SOCKET};
+use super::transfer::{self, iov_copy, nowait_iov, pollable_io, socket_io, total_len, Whole};
+use super::{direct, guard, mode, Mode};
+use crate::fd::Dir;
 use crate::real;
-use crate::runtime::current::CurrentTask;
 
-/// Like [`blocking`], but keeps going until `len` bytes are done: `attempt(done, max)`
-/// transfers at most `max` bytes from offset `done`. Stops early at end of file (a 0 result),
-/// returning the count so far.
-///
-/// On a pollable fd (a pipe, say) each attempt moves at most `PIPE_BUF` bytes: `poll` promises
-/// that much room, so the blocking call cannot stall the worker.
-fn blocking_all(
-    fd: c_int,
-    entry: &FdEntry,
-    task: &Option<CurrentTask>,
-    dir: Dir,
-    len: usize,
-    mut attempt: impl FnMut(usize, usize) -> isize,
-) -> isize {
-    let generation = entry.generation();
-    let deadline = deadline_for(entry, dir);
-    let max = if entry.kind() == KIND_POLLABLE {
-        libc::PIPE_BUF
-    } else {
-        usize::MAX
-    };
-    let mut done = 0usize;
-    loop {
-        let seen = entry.ready_seq(dir);
-        let n = try_once(fd, entry, dir, || attempt(done, max));
-        if n > 0 {
-            done += n as usize;
-            if done >= len {
-                return done as isize;
-            }
-            continue;
-        }
-        if n == 0 {
-            return done as isize;
-        }
-        let err = errno();
-        if err != libc::EAGAIN {
-            if done > 0 {
-                return done as isize;
-            }
-            return -1;
-        }
-        match wait(fd, entry, dir, seen, generation, deadline, task) {
-            Wait::Ready => {}
-            outcome => {
-                if done > 0 {
-                    return done as isize;
-                }
-                set_errno(if outcome == Wait::Closed {
-                    libc::EBADF
-                } else {
-                    libc::EAGAIN
-                });
-                return -1;
-            }
-        }
-    }
-}
+/// Flags with which a `recv`/`send` never waits (so it passes straight through).
+const NO_WAIT: c_int = libc::MSG_DONTWAIT | libc::MSG_ERRQUEUE;
 
-/// The iovecs left after skipping the first `done` bytes of `iov`.
-fn advance(iov: &[iovec], mut done: usize) -> Vec<iovec> {
-    let mut rest = Vec::with_capacity(iov.len());
-    for v in iov {
-        if done >= v.iov_len {
-            done -= v.iov_len;
-            continue;
-        }
-        rest.push(iovec {
-            // SAFETY: `done < iov_len`, so the offset stays inside the caller's buffer.
-            iov_base: unsafe { v.iov_base.cast::<u8>().add(done) }.cast(),
-            iov_len: v.iov_len - done,
-        });
-        done = 0;
-    }
-    rest
-}
-
-/// The iovecs of a call as a slice, if `iovcnt` is sane (otherwise libc reports `EINVAL`).
-///
-/// # Safety
-/// For a sane count, `iov` must point at `iovcnt` iovecs (as libc requires).
-unsafe fn iov_slice<'a>(iov: *const iovec, iovcnt: c_int) -> Option<&'a [iovec]> {
-    if iov.is_null() || !(0..=libc::UIO_MAXIOV).contains(&iovcnt) {
-        return None;
-    }
-    // SAFETY: guaranteed by the caller.
-    Some(unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) })
-}
-
-fn total_len(iov: &[iovec]) -> usize {
-    iov.iter()
-        .fold(0usize, |sum, v| sum.saturating_add(v.iov_len))
+/// One iovec for a buffer, from offset `done`.
+fn one(buf: *const c_void, len: usize, done: usize) -> [iovec; 1] {
+    [iovec {
+        // SAFETY: `done <= len`: the pointer stays in (or one past) the caller's buffer.
+        iov_base: unsafe { buf.cast::<u8>().add(done) }.cast_mut().cast(),
+        iov_len: len - done,
+    }]
 }
 
 /// Interposed `read(2)`.
@@ -112,28 +38,26 @@ fn total_len(iov: &[iovec]) -> usize {
 /// As for libc's `read`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    // SAFETY (closures below): the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::read(fd, buf, count) };
     guard(&"read", |task| match mode(task, fd, Dir::Read) {
-        // SAFETY: the caller's arguments, passed on unchanged.
-        Mode::PassThrough => unsafe { real::read(fd, buf, count) },
-        Mode::Blocking(entry, task) => {
-            let socket = entry.kind() == KIND_SOCKET;
-            blocking(fd, entry, &task, Dir::Read, || {
-                if socket {
-                    // `read` on a socket is `recv` without flags.
-                    direct::recvfrom(
-                        fd,
-                        buf,
-                        count,
-                        0,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                    )
-                } else {
-                    // SAFETY: as above.
-                    unsafe { real::read(fd, buf, count) }
-                }
-            })
-        }
+        // A zero-length read never waits, and only `read` asks the driver about it (an eventfd
+        // says EINVAL; `preadv2` would say 0 without asking).
+        _ if count == 0 => plain(),
+        Mode::Socket(entry, task) => socket_io(fd, entry, &task, Dir::Read, Whole::First, |_| {
+            direct::rw_nowait(fd, Dir::Read, one(buf, count, 0).as_ptr(), 1)
+        })
+        .unwrap_or_else(|_| plain()),
+        Mode::Pollable(entry, current) => pollable_io(
+            fd,
+            entry,
+            &current,
+            Dir::Read,
+            Whole::First,
+            |_| direct::rw_nowait(fd, Dir::Read, one(buf, count, 0).as_ptr(), 1),
+            |_| plain(),
+        ),
+        Mode::PassThrough => plain(),
     })
 }
 
@@ -143,13 +67,19 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssi
 /// As for libc's `readv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY (closures below): the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::readv(fd, iov, iovcnt) };
+    let nowait = |_| direct::rw_nowait(fd, Dir::Read, iov, iovcnt);
     guard(&"readv", |task| match mode(task, fd, Dir::Read) {
-        // SAFETY: the caller's arguments, passed on unchanged.
-        Mode::PassThrough => unsafe { real::readv(fd, iov, iovcnt) },
-        Mode::Blocking(entry, task) => blocking(fd, entry, &task, Dir::Read, || {
-            // SAFETY: as above.
-            unsafe { real::readv(fd, iov, iovcnt) }
-        }),
+        Mode::Socket(entry, task) => {
+            socket_io(fd, entry, &task, Dir::Read, Whole::First, nowait).unwrap_or_else(|_| plain())
+        }
+        Mode::Pollable(entry, current) => {
+            pollable_io(fd, entry, &current, Dir::Read, Whole::First, nowait, |_| {
+                plain()
+            })
+        }
+        Mode::PassThrough => plain(),
     })
 }
 
@@ -159,36 +89,25 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> s
 /// As for libc's `recv`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::recv(fd, buf, len, flags) };
     guard(&"recv", |task| match mode(task, fd, Dir::Read) {
-        Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            if flags & libc::MSG_WAITALL != 0 {
-                blocking_all(fd, entry, &task, Dir::Read, len, |done, max| {
-                    // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
-                    let at = unsafe { buf.cast::<u8>().add(done) }.cast();
-                    direct::recvfrom(
-                        fd,
-                        at,
-                        (len - done).min(max),
-                        flags,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                    )
-                })
+        Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
+            let whole = if flags & libc::MSG_WAITALL != 0 {
+                Whole::All(len)
             } else {
-                blocking(fd, entry, &task, Dir::Read, || {
-                    direct::recvfrom(
-                        fd,
-                        buf,
-                        len,
-                        flags,
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                    )
-                })
-            }
+                Whole::First
+            };
+            socket_io(fd, entry, &task, Dir::Read, whole, |done| {
+                // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
+                let at = unsafe { buf.cast::<u8>().add(done) }.cast();
+                let flags = flags | libc::MSG_DONTWAIT;
+                let (addr, addrlen) = (std::ptr::null_mut(), std::ptr::null_mut());
+                direct::recvfrom(fd, at, len - done, flags, addr, addrlen)
+            })
+            .unwrap_or_else(|_| plain())
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        _ => unsafe { real::recv(fd, buf, len, flags) },
+        _ => plain(),
     })
 }
 
@@ -205,15 +124,16 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     addrlen: *mut socklen_t,
 ) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::recvfrom(fd, buf, len, flags, addr, addrlen) };
     guard(&"recvfrom", |task| match mode(task, fd, Dir::Read) {
-        Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            blocking(fd, entry, &task, Dir::Read, || {
-                // SAFETY: the caller's arguments.
-                unsafe { real::recvfrom(fd, buf, len, flags, addr, addrlen) }
+        Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
+            socket_io(fd, entry, &task, Dir::Read, Whole::First, |_| {
+                direct::recvfrom(fd, buf, len, flags | libc::MSG_DONTWAIT, addr, addrlen)
             })
+            .unwrap_or_else(|_| plain())
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        _ => unsafe { real::recvfrom(fd, buf, len, flags, addr, addrlen) },
+        _ => plain(),
     })
 }
 
@@ -223,15 +143,16 @@ pub unsafe extern "C" fn recvfrom(
 /// As for libc's `recvmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::recvmsg(fd, msg, flags) };
     guard(&"recvmsg", |task| match mode(task, fd, Dir::Read) {
-        Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            blocking(fd, entry, &task, Dir::Read, || {
-                // SAFETY: the caller's arguments.
-                unsafe { real::recvmsg(fd, msg, flags) }
+        Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
+            socket_io(fd, entry, &task, Dir::Read, Whole::First, |_| {
+                direct::recvmsg(fd, msg, flags | libc::MSG_DONTWAIT)
             })
+            .unwrap_or_else(|_| plain())
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        _ => unsafe { real::recvmsg(fd, msg, flags) },
+        _ => plain(),
     })
 }
 
@@ -241,25 +162,60 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// As for libc's `write`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    // SAFETY (closures below): the caller's buffer, from `done`.
+    let plain =
+        |done: usize| unsafe { real::write(fd, buf.cast::<u8>().add(done).cast(), count - done) };
+    let nowait = |done: usize| direct::rw_nowait(fd, Dir::Write, one(buf, count, done).as_ptr(), 1);
     guard(&"write", |task| match mode(task, fd, Dir::Write) {
-        // SAFETY: the caller's arguments, passed on unchanged.
-        Mode::PassThrough => unsafe { real::write(fd, buf, count) },
-        Mode::Blocking(entry, task) => {
-            let socket = entry.kind() == KIND_SOCKET;
-            blocking_all(fd, entry, &task, Dir::Write, count, |done, max| {
-                // SAFETY: `done < count`, so the pointer stays in the caller's buffer.
-                let at = unsafe { buf.cast::<u8>().add(done) }.cast();
-                let len = (count - done).min(max);
-                if socket {
-                    // `write` on a socket is `send` without flags (SIGPIPE included).
-                    direct::sendto(fd, at, len, 0, std::ptr::null(), 0)
-                } else {
-                    // SAFETY: the caller's buffer, from `done`.
-                    unsafe { real::write(fd, at, len) }
-                }
-            })
+        // As for `read`: only `write` asks the driver or protocol about zero bytes.
+        _ if count == 0 => plain(0),
+        Mode::Socket(entry, task) => {
+            socket_io(fd, entry, &task, Dir::Write, Whole::All(count), nowait)
+                .unwrap_or_else(|_| plain(0))
         }
+        // Without RWF_NOWAIT (a tty), at most PIPE_BUF bytes a call: `poll` promises that much
+        // room, so the call cannot block the worker.
+        Mode::Pollable(entry, current) => pollable_io(
+            fd,
+            entry,
+            &current,
+            Dir::Write,
+            Whole::All(count),
+            nowait,
+            // SAFETY: the caller's buffer, from `done`.
+            |done| unsafe {
+                let len = (count - done).min(libc::PIPE_BUF);
+                real::write(fd, buf.cast::<u8>().add(done).cast(), len)
+            },
+        ),
+        Mode::PassThrough => plain(0),
     })
+}
+
+/// The rest of a vectored write (`writev`, `sendmsg`) whose first attempt — the kernel's call
+/// with the caller's own arguments — moved `first` bytes: reads the caller's iovecs (the kernel
+/// accepted them; the read is fault-safe all the same) and moves what is left with
+/// `more(copy, done, left)`.
+fn rest_of_write(
+    iov: *const iovec,
+    iovcnt: usize,
+    first: isize,
+    more: impl FnOnce(&[iovec], usize, usize) -> isize,
+) -> isize {
+    if first <= 0 {
+        return first;
+    }
+    let Some(copy) = iov_copy(iov, iovcnt as c_int) else {
+        return first;
+    };
+    let (total, done) = (total_len(&copy), first as usize);
+    if done >= total {
+        return first;
+    }
+    match more(&copy, done, total - done) {
+        n if n > 0 => (done + n as usize) as isize,
+        _ => first,
+    }
 }
 
 /// Interposed `writev(2)`.
@@ -268,26 +224,49 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
 /// As for libc's `writev`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::writev(fd, iov, iovcnt) };
+    let nowait = |_| direct::rw_nowait(fd, Dir::Write, iov, iovcnt);
+    let count = iovcnt.max(0) as usize;
     guard(&"writev", |task| match mode(task, fd, Dir::Write) {
-        Mode::Blocking(entry, task) => {
-            // SAFETY: libc requires `iov` to point at `iovcnt` iovecs.
-            let Some(slice) = (unsafe { iov_slice(iov, iovcnt) }) else {
-                // SAFETY: the caller's arguments; libc reports the bad count.
-                return unsafe { real::writev(fd, iov, iovcnt) };
+        Mode::Socket(entry, task) => {
+            let Ok(first) = socket_io(fd, entry, &task, Dir::Write, Whole::First, nowait) else {
+                return plain();
             };
-            // Not split into PIPE_BUF pieces: a large writev to a full pipe may block the worker.
-            blocking_all(fd, entry, &task, Dir::Write, total_len(slice), |done, _| {
-                if done == 0 {
-                    // SAFETY: the caller's arguments.
-                    return unsafe { real::writev(fd, iov, iovcnt) };
-                }
-                let rest = advance(slice, done);
-                // SAFETY: `rest` points into the caller's buffers.
-                unsafe { real::writev(fd, rest.as_ptr(), rest.len() as c_int) }
+            rest_of_write(iov, count, first, |copy, done, left| {
+                socket_io(fd, entry, &task, Dir::Write, Whole::All(left), |more| {
+                    nowait_iov(fd, Dir::Write, copy, done + more)
+                })
+                .unwrap_or(-1)
             })
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        Mode::PassThrough => unsafe { real::writev(fd, iov, iovcnt) },
+        Mode::Pollable(entry, current) => {
+            let first = pollable_io(
+                fd,
+                entry,
+                &current,
+                Dir::Write,
+                Whole::First,
+                nowait,
+                |_| plain(),
+            );
+            rest_of_write(iov, count, first, |copy, done, left| {
+                pollable_io(
+                    fd,
+                    entry,
+                    &current,
+                    Dir::Write,
+                    Whole::All(left),
+                    |more| nowait_iov(fd, Dir::Write, copy, done + more),
+                    |more| {
+                        let rest = transfer::advance(copy, done + more);
+                        // SAFETY: `rest` points into the caller's buffers.
+                        unsafe { real::writev(fd, rest.as_ptr(), rest.len() as c_int) }
+                    },
+                )
+            })
+        }
+        Mode::PassThrough => plain(),
     })
 }
 
@@ -297,16 +276,19 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
 /// As for libc's `send`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::send(fd, buf, len, flags) };
     guard(&"send", |task| match mode(task, fd, Dir::Write) {
-        Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
+        Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
+            socket_io(fd, entry, &task, Dir::Write, Whole::All(len), |done| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
                 let at = unsafe { buf.cast::<u8>().add(done) }.cast();
-                direct::sendto(fd, at, (len - done).min(max), flags, std::ptr::null(), 0)
+                let flags = flags | libc::MSG_DONTWAIT;
+                direct::sendto(fd, at, len - done, flags, std::ptr::null(), 0)
             })
+            .unwrap_or_else(|_| plain())
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        _ => unsafe { real::send(fd, buf, len, flags) },
+        _ => plain(),
     })
 }
 
@@ -323,60 +305,69 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     addrlen: socklen_t,
 ) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::sendto(fd, buf, len, flags, addr, addrlen) };
     guard(&"sendto", |task| match mode(task, fd, Dir::Write) {
-        Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 => {
-            blocking_all(fd, entry, &task, Dir::Write, len, |done, max| {
+        Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
+            socket_io(fd, entry, &task, Dir::Write, Whole::All(len), |done| {
                 // SAFETY: `done < len`, so the pointer stays in the caller's buffer.
-                unsafe {
-                    real::sendto(
-                        fd,
-                        buf.cast::<u8>().add(done).cast(),
-                        (len - done).min(max),
-                        flags,
-                        addr,
-                        addrlen,
-                    )
-                }
+                let at = unsafe { buf.cast::<u8>().add(done) }.cast();
+                direct::sendto(
+                    fd,
+                    at,
+                    len - done,
+                    flags | libc::MSG_DONTWAIT,
+                    addr,
+                    addrlen,
+                )
             })
+            .unwrap_or_else(|_| plain())
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        _ => unsafe { real::sendto(fd, buf, len, flags, addr, addrlen) },
+        _ => plain(),
     })
 }
 
-/// Interposed `sendmsg(2)`.
+/// Interposed `sendmsg(2)`. After the first attempt, the rest of a long message goes without
+/// its ancillary data (which went out with the first bytes).
 ///
 /// # Safety
 /// As for libc's `sendmsg`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::sendmsg(fd, msg, flags) };
     guard(&"sendmsg", |task| match mode(task, fd, Dir::Write) {
-        Mode::Blocking(entry, task) if flags & libc::MSG_DONTWAIT == 0 && !msg.is_null() => {
-            // SAFETY: libc requires `msg` to be a valid msghdr.
-            let header = unsafe { *msg };
-            // SAFETY: libc requires msg_iov to point at msg_iovlen iovecs.
-            let Some(slice) = (unsafe { iov_slice(header.msg_iov, header.msg_iovlen as c_int) })
-            else {
-                // SAFETY: the caller's arguments; libc reports the problem.
-                return unsafe { real::sendmsg(fd, msg, flags) };
+        Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
+            let attempt = |_| direct::sendmsg(fd, msg, flags | libc::MSG_DONTWAIT);
+            let Ok(first) = socket_io(fd, entry, &task, Dir::Write, Whole::First, attempt) else {
+                return plain();
             };
-            blocking_all(fd, entry, &task, Dir::Write, total_len(slice), |done, _| {
-                if done == 0 {
-                    // SAFETY: the caller's arguments.
-                    return unsafe { real::sendmsg(fd, msg, flags) };
-                }
-                // Ancillary data went out with the first bytes; the rest is plain data.
-                let mut rest = advance(slice, done);
-                let mut later = header;
-                later.msg_iov = rest.as_mut_ptr();
-                later.msg_iovlen = rest.len() as _;
-                later.msg_control = std::ptr::null_mut();
-                later.msg_controllen = 0;
-                // SAFETY: `later` points into the caller's buffers.
-                unsafe { real::sendmsg(fd, &later, flags) }
-            })
+            if first <= 0 {
+                return first;
+            }
+            // The kernel read the header; read it too (fault-safe: it may change meanwhile).
+            // SAFETY: a plain C struct.
+            let Some(header) = (unsafe { corun::user_memory::read::<msghdr>(msg as usize) }) else {
+                return first;
+            };
+            rest_of_write(
+                header.msg_iov,
+                header.msg_iovlen,
+                first,
+                |copy, done, left| {
+                    socket_io(fd, entry, &task, Dir::Write, Whole::All(left), |more| {
+                        let mut rest = transfer::advance(copy, done + more);
+                        let mut later = header;
+                        later.msg_iov = rest.as_mut_ptr();
+                        later.msg_iovlen = rest.len() as _;
+                        later.msg_control = std::ptr::null_mut();
+                        later.msg_controllen = 0;
+                        direct::sendmsg(fd, &later, flags | libc::MSG_DONTWAIT)
+                    })
+                    .unwrap_or(-1)
+                },
+            )
         }
-        // SAFETY: the caller's arguments, passed on unchanged.
-        _ => unsafe { real::sendmsg(fd, msg, flags) },
+        _ => plain(),
     })
 }

@@ -17,6 +17,7 @@ pub mod process;
 pub mod sleep;
 pub mod socket;
 pub mod syscall;
+pub mod transfer;
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -86,10 +87,12 @@ pub fn set_errno(value: c_int) {
 pub enum Mode {
     /// Call libc as is.
     PassThrough,
-    /// The user wants this call to block: a managed socket (retry the non-blocking call) or a
-    /// pollable fd (wait for readiness before the call), waiting in between by suspending the
-    /// coroutine, or in `poll` on a plain thread.
-    Blocking(&'static FdEntry, Option<CurrentTask>),
+    /// A managed socket the user wants to block on (in a coroutine, or on a plain thread: the
+    /// kernel's `O_NONBLOCK` is ours): [`transfer::socket_io`].
+    Socket(&'static FdEntry, Option<CurrentTask>),
+    /// A pipe, FIFO, tty, eventfd or character device used by a coroutine (its flags are the
+    /// user's): [`transfer::pollable_io`].
+    Pollable(&'static FdEntry, CurrentTask),
 }
 
 /// Decides how a call in `dir` on `fd` is carried out. An fd's first use inside a coroutine
@@ -110,22 +113,19 @@ pub fn mode(task: Option<CurrentTask>, fd: c_int, dir: Dir) -> Mode {
                     Err(_) => return Mode::PassThrough, // not open: libc reports the error
                 }
             }
-            let waits = match kind {
-                KIND_SOCKET => true,
-                KIND_POLLABLE => !(dir == Dir::Write && (fd == 1 || fd == 2)),
-                _ => false,
-            };
-            if waits && !entry.user_nonblocking() {
-                Mode::Blocking(entry, Some(task))
-            } else {
-                Mode::PassThrough
+            match kind {
+                KIND_SOCKET if !entry.user_nonblocking() => Mode::Socket(entry, Some(task)),
+                KIND_POLLABLE if !(dir == Dir::Write && (fd == 1 || fd == 2)) => {
+                    Mode::Pollable(entry, task)
+                }
+                _ => Mode::PassThrough,
             }
         }
         None => match fd::table().peek(fd) {
             // We made this socket non-blocking in the kernel; a plain thread expects blocking.
             // (Pollable fds keep their kernel flags, so plain threads just call libc.)
             Some(entry) if entry.kind() == KIND_SOCKET && !entry.user_nonblocking() => {
-                Mode::Blocking(entry, None)
+                Mode::Socket(entry, None)
             }
             _ => Mode::PassThrough,
         },
@@ -190,68 +190,12 @@ fn poll_thread(fd: c_int, dir: Dir, deadline: u64) -> Wait {
     }
 }
 
-/// The deadline for a call in `dir` on a socket with a timeout (0: none).
+/// The deadline for a call in `dir` on a socket with a timeout (0: none; now, for the
+/// kernel's "give up at once").
 pub fn deadline_for(entry: &FdEntry, dir: Dir) -> u64 {
     match entry.timeout_ns(dir) {
         0 => 0,
+        fd::TIMEOUT_IMMEDIATE => timer::now_ns().max(1),
         ns => timer::now_ns().saturating_add(ns),
-    }
-}
-
-/// Whether `fd` is ready in `dir` right now (the real `poll`, not waiting). An error counts as
-/// ready: the call that follows reports it.
-pub fn ready_now(fd: c_int, dir: Dir) -> bool {
-    let events = match dir {
-        Dir::Read => libc::POLLIN,
-        Dir::Write => libc::POLLOUT,
-    };
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no waiting.
-    unsafe { real::poll(&mut pfd, 1, 0) != 0 }
-}
-
-/// One attempt at a call on `entry`: a managed socket is non-blocking, so the call itself says
-/// `EAGAIN`; a pollable fd is blocking, so it is only called once `poll` says it is ready.
-pub fn try_once(fd: c_int, entry: &FdEntry, dir: Dir, attempt: impl FnOnce() -> isize) -> isize {
-    if entry.kind() == KIND_POLLABLE && !ready_now(fd, dir) {
-        set_errno(libc::EAGAIN);
-        return -1;
-    }
-    attempt()
-}
-
-/// Carries out a call that libc would block in: retries the `attempt` until it stops failing
-/// with `EAGAIN`, waiting for `dir` in between. Honours a socket's timeout (`EAGAIN` when it
-/// passes) and reports `EBADF` if the fd is closed meanwhile.
-pub fn blocking(
-    fd: c_int,
-    entry: &FdEntry,
-    task: &Option<CurrentTask>,
-    dir: Dir,
-    mut attempt: impl FnMut() -> isize,
-) -> isize {
-    let generation = entry.generation();
-    let deadline = deadline_for(entry, dir);
-    loop {
-        let seen = entry.ready_seq(dir);
-        let result = try_once(fd, entry, dir, &mut attempt);
-        if result >= 0 || errno() != libc::EAGAIN {
-            return result;
-        }
-        match wait(fd, entry, dir, seen, generation, deadline, task) {
-            Wait::Ready => {}
-            Wait::TimedOut => {
-                set_errno(libc::EAGAIN);
-                return -1;
-            }
-            Wait::Closed => {
-                set_errno(libc::EBADF);
-                return -1;
-            }
-        }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! All of them come down to [`poll_coroutine`]: look with the real `poll` without waiting; if
 //! nothing is ready, register the coroutine with every fd's waiters in this worker's reactor
-//! (and a timer), park, and look again. `select` and `pselect` are translated to a pollfd list
+//! (and a timer), park, and look again. The first look is always the kernel's own call with the
+//! caller's arguments and a zero timeout, so a bad argument gets the kernel's answer (in the
+//! kernel's order) before anything of the caller's is read; timeouts are read fault-safely. `select` and `pselect` are translated to a pollfd list
 //! and back; `epoll_wait` waits for its epoll fd to become readable, then asks the real
 //! `epoll_wait` without waiting. Signal masks (`ppoll`, `pselect`, `epoll_pwait`) are not
 //! applied while a coroutine is suspended (signals go to the worker threads anyway).
@@ -105,29 +107,24 @@ fn deadline_ms(timeout: c_int) -> u64 {
     }
 }
 
-/// A timespec timeout as a deadline; `Err` for an invalid one.
-fn deadline_ts(timeout: *const timespec) -> Result<u64, ()> {
+/// A caller's timespec timeout as a deadline (0: none): `Err(EFAULT)` if it cannot be read,
+/// `Err(EINVAL)` if it is invalid, as the kernel checks it.
+fn deadline_ts(timeout: *const timespec) -> Result<u64, c_int> {
     if timeout.is_null() {
         return Ok(0);
     }
-    // SAFETY: non-null; libc would read a timespec from it.
-    let ns = timer::timespec_ns(unsafe { &*timeout }).ok_or(())?;
+    // SAFETY: a fault-safe read of a plain C struct.
+    let ts =
+        unsafe { corun::user_memory::read::<timespec>(timeout as usize) }.ok_or(libc::EFAULT)?;
+    let ns = timer::timespec_ns(&ts).ok_or(libc::EINVAL)?;
     Ok(timer::now_ns().saturating_add(ns).max(1))
 }
 
-/// The pollfds of a call, if the arguments are sane (otherwise libc reports the error).
-///
-/// # Safety
-/// For sane arguments `fds` must point at `nfds` pollfds (as libc requires).
-unsafe fn pollfds<'a>(fds: *mut pollfd, nfds: nfds_t) -> Option<&'a mut [pollfd]> {
-    if nfds == 0 {
-        return Some(&mut []);
-    }
-    if fds.is_null() || nfds > 1 << 20 {
-        return None;
-    }
-    // SAFETY: guaranteed by the caller.
-    Some(unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) })
+/// Whether a caller's timespec (known readable) is zero: then there is nothing to wait for.
+fn is_zero(timeout: *const timespec) -> bool {
+    // SAFETY: a fault-safe read of a plain C struct.
+    unsafe { corun::user_memory::read::<timespec>(timeout as usize) }
+        .is_some_and(|ts| ts.tv_sec == 0 && ts.tv_nsec == 0)
 }
 
 /// Interposed `poll(2)`.
@@ -136,22 +133,38 @@ unsafe fn pollfds<'a>(fds: *mut pollfd, nfds: nfds_t) -> Option<&'a mut [pollfd]
 /// As for libc's `poll`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn poll(fds: *mut pollfd, nfds: nfds_t, timeout: c_int) -> c_int {
-    guard(&"poll", |task| {
-        // SAFETY: libc requires `fds` to point at `nfds` pollfds.
-        match (task, unsafe { pollfds(fds, nfds) }) {
-            (Some(current), Some(list)) if timeout != 0 => poll_coroutine(
-                &current,
-                list,
-                deadline_ms(timeout),
-                WaitInfo::Poll {
-                    nfds: nfds as usize,
-                    deadline: deadline_ms(timeout),
-                },
-            ),
-            // SAFETY: the caller's arguments, passed on unchanged.
-            _ => unsafe { real::poll(fds, nfds, timeout) },
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = |timeout| unsafe { real::poll(fds, nfds, timeout) };
+    guard(&"poll", |task| match task {
+        Some(current) if timeout != 0 => {
+            // Without waiting first: the kernel checks the arguments and says what is ready.
+            let now = plain(0);
+            if now != 0 {
+                return now;
+            }
+            // SAFETY: the kernel just read `nfds` pollfds there.
+            let list = unsafe { pollfds(fds, nfds) };
+            let deadline = deadline_ms(timeout);
+            let info = WaitInfo::Poll {
+                nfds: nfds as usize,
+                deadline,
+            };
+            poll_coroutine(&current, list, deadline, info)
         }
+        _ => plain(timeout),
     })
+}
+
+/// The caller's pollfds, which the kernel has just read.
+///
+/// # Safety
+/// `fds` must point at `nfds` pollfds (or `nfds` be 0).
+unsafe fn pollfds<'a>(fds: *mut pollfd, nfds: nfds_t) -> &'a mut [pollfd] {
+    if nfds == 0 {
+        return &mut [];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts_mut(fds, nfds as usize) }
 }
 
 /// Interposed `ppoll(2)`.
@@ -165,112 +178,142 @@ pub unsafe extern "C" fn ppoll(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::ppoll(fds, nfds, timeout, sigmask) };
     guard(&"ppoll", |task| {
-        let zero = !timeout.is_null() && {
-            // SAFETY: non-null; libc would read it.
-            let ts = unsafe { &*timeout };
-            ts.tv_sec == 0 && ts.tv_nsec == 0
+        let Some(current) = task else { return plain() };
+        let deadline = match deadline_ts(timeout) {
+            Ok(_) if !timeout.is_null() && is_zero(timeout) => return plain(),
+            Ok(deadline) => deadline,
+            Err(err) => {
+                set_errno(err);
+                return -1;
+            }
         };
-        // SAFETY: libc requires `fds` to point at `nfds` pollfds.
-        match (task, unsafe { pollfds(fds, nfds) }, deadline_ts(timeout)) {
-            (Some(current), Some(list), Ok(deadline)) if !zero => poll_coroutine(
-                &current,
-                list,
-                deadline,
-                WaitInfo::Poll {
-                    nfds: nfds as usize,
-                    deadline,
-                },
-            ),
-            // SAFETY: the caller's arguments, passed on unchanged (libc reports bad ones).
-            _ => unsafe { real::ppoll(fds, nfds, timeout, sigmask) },
+        let zero = timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the caller's arrays and mask, a zero timeout: the kernel checks them.
+        let now = unsafe { real::ppoll(fds, nfds, &zero, sigmask) };
+        if now != 0 {
+            return now;
         }
+        // SAFETY: the kernel just read `nfds` pollfds there.
+        let list = unsafe { pollfds(fds, nfds) };
+        let info = WaitInfo::Poll {
+            nfds: nfds as usize,
+            deadline,
+        };
+        poll_coroutine(&current, list, deadline, info)
     })
 }
 
-/// `select` for a coroutine, with the sets translated to pollfds and back. Returns the count
-/// of set bits, 0 on timeout, or -1 with errno.
-///
-/// # Safety
-/// Non-null sets must be valid `fd_set`s.
-unsafe fn select_coroutine(
-    current: &CurrentTask,
-    nfds: c_int,
-    readfds: *mut fd_set,
-    writefds: *mut fd_set,
-    exceptfds: *mut fd_set,
-    deadline: u64,
-) -> c_int {
-    let is_set = |set: *mut fd_set, fd: c_int| {
-        // SAFETY: non-null sets are valid (caller); fd < nfds <= FD_SETSIZE.
-        !set.is_null() && unsafe { libc::FD_ISSET(fd, set) }
-    };
-    let mut list = Vec::new();
-    for fd in 0..nfds {
-        let mut events = 0;
-        if is_set(readfds, fd) {
-            events |= libc::POLLIN;
-        }
-        if is_set(writefds, fd) {
-            events |= libc::POLLOUT;
-        }
-        if is_set(exceptfds, fd) {
-            events |= libc::POLLPRI;
-        }
-        if events != 0 {
-            list.push(pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
-        }
-    }
-    let nfds = list.len();
-    let n = poll_coroutine(
-        current,
-        &mut list,
-        deadline,
-        WaitInfo::Poll { nfds, deadline },
-    );
-    if n < 0 {
-        return n;
-    }
-    if list.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
-        set_errno(libc::EBADF);
-        return -1;
-    }
-    for set in [readfds, writefds, exceptfds] {
-        if !set.is_null() {
-            // SAFETY: a valid fd_set (caller).
-            unsafe { libc::FD_ZERO(set) };
-        }
-    }
-    let mut count = 0;
-    for p in &list {
-        let marks = [
-            (
-                readfds,
-                p.events & libc::POLLIN != 0
-                    && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
-            ),
-            (
-                writefds,
-                p.events & libc::POLLOUT != 0 && p.revents & (libc::POLLOUT | libc::POLLERR) != 0,
-            ),
-            (
-                exceptfds,
-                p.events & libc::POLLPRI != 0 && p.revents & libc::POLLPRI != 0,
-            ),
-        ];
-        for (set, on) in marks {
-            if on {
-                // SAFETY: a valid fd_set (caller); p.fd < nfds <= FD_SETSIZE.
-                unsafe { libc::FD_SET(p.fd, set) };
-                count += 1;
+/// The caller's three fd sets, copied (fault-safe), or `EFAULT`.
+struct Sets {
+    ptrs: [*mut fd_set; 3],
+    copies: [fd_set; 3],
+}
+
+impl Sets {
+    fn read(ptrs: [*mut fd_set; 3]) -> Result<Sets, c_int> {
+        // SAFETY: an all-zero fd_set is the empty set.
+        let mut copies: [fd_set; 3] = unsafe { std::mem::zeroed() };
+        for (copy, &ptr) in copies.iter_mut().zip(&ptrs) {
+            if !ptr.is_null() {
+                // SAFETY: a fault-safe read of a plain C struct.
+                *copy = unsafe { corun::user_memory::read::<fd_set>(ptr as usize) }
+                    .ok_or(libc::EFAULT)?;
             }
         }
+        Ok(Sets { ptrs, copies })
     }
-    count
+
+    /// Pointers to fresh copies (null where the caller passed null), for the kernel to fill in.
+    fn scratch(&self, into: &mut [fd_set; 3]) -> [*mut fd_set; 3] {
+        *into = self.copies;
+        let mut out = [std::ptr::null_mut(); 3];
+        for i in 0..3 {
+            if !self.ptrs[i].is_null() {
+                out[i] = &mut into[i];
+            }
+        }
+        out
+    }
+
+    /// Writes `result` into the caller's sets; `EFAULT` if one is not writable.
+    fn write_back(&self, result: &[fd_set; 3]) -> Result<(), c_int> {
+        for (ptr, set) in self.ptrs.iter().zip(result) {
+            // SAFETY: the caller's out-parameter; a fault-safe write.
+            if !ptr.is_null() && !unsafe { corun::user_memory::write(*ptr as usize, set) } {
+                return Err(libc::EFAULT);
+            }
+        }
+        Ok(())
+    }
+
+    /// The fds in the sets, as pollfds to wait on.
+    fn pollfds(&self, nfds: c_int) -> Vec<pollfd> {
+        let has = |i: usize, fd: c_int| {
+            // SAFETY: our own copies; fd < nfds <= FD_SETSIZE.
+            !self.ptrs[i].is_null() && unsafe { libc::FD_ISSET(fd, &self.copies[i]) }
+        };
+        (0..nfds)
+            .filter_map(|fd| {
+                let events = [libc::POLLIN, libc::POLLOUT, libc::POLLPRI]
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| has(*i, fd))
+                    .fold(0, |events, (_, e)| events | e);
+                (events != 0).then_some(pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `select`/`pselect` for a coroutine: the kernel's own call with a zero timeout (on copies of
+/// the sets) answers whenever something is ready, or is wrong; in between, the coroutine waits
+/// on the same fds. `now(sets)` makes that call.
+fn select_coroutine(
+    current: &CurrentTask,
+    nfds: c_int,
+    sets: Sets,
+    deadline: u64,
+    mut now: impl FnMut([*mut fd_set; 3]) -> c_int,
+) -> c_int {
+    loop {
+        // SAFETY: an all-zero fd_set is the empty set.
+        let mut result: [fd_set; 3] = unsafe { std::mem::zeroed() };
+        let n = now(sets.scratch(&mut result));
+        let timed_out = deadline != 0 && timer::now_ns() >= deadline;
+        if n != 0 || timed_out {
+            if n >= 0 {
+                if let Err(err) = sets.write_back(&result) {
+                    set_errno(err);
+                    return -1;
+                }
+            }
+            return n;
+        }
+        // Wait for any of them. An fd the kernel's select ignored (beyond its fd table, so
+        // `poll` calls it invalid) is left out: it can never become ready.
+        let mut list = sets.pollfds(nfds);
+        // SAFETY: a valid slice of pollfds, without waiting.
+        unsafe { real::poll(list.as_mut_ptr(), list.len() as nfds_t, 0) };
+        list.retain(|p| p.revents & libc::POLLNVAL == 0);
+        let count = list.len();
+        let info = WaitInfo::Poll {
+            nfds: count,
+            deadline,
+        };
+        if poll_coroutine(current, &mut list, deadline, info) < 0 {
+            return -1;
+        }
+    }
 }
 
 /// Interposed `select(2)`. Like Linux, it updates `timeout` with the time not slept.
@@ -285,37 +328,60 @@ pub unsafe extern "C" fn select(
     exceptfds: *mut fd_set,
     timeout: *mut timeval,
 ) -> c_int {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::select(nfds, readfds, writefds, exceptfds, timeout) };
     guard(&"select", |task| {
-        let current = match task {
-            Some(current) if (0..=libc::FD_SETSIZE as c_int).contains(&nfds) => current,
-            // SAFETY: the caller's arguments, passed on unchanged.
-            _ => return unsafe { real::select(nfds, readfds, writefds, exceptfds, timeout) },
-        };
+        let Some(current) = task else { return plain() };
+        // The kernel's order: the timeout (EFAULT, EINVAL), the count, then the sets.
         let deadline = if timeout.is_null() {
             0
         } else {
-            // SAFETY: non-null; libc reads and updates it.
-            let tv = unsafe { &*timeout };
-            if tv.tv_sec < 0
-                || !(0..1_000_000).contains(&tv.tv_usec)
-                || (tv.tv_sec == 0 && tv.tv_usec == 0)
-            {
-                // SAFETY: as above: a bad or zero timeout is libc's business.
-                return unsafe { real::select(nfds, readfds, writefds, exceptfds, timeout) };
+            // SAFETY: a fault-safe read of a plain C struct.
+            let Some(tv) = (unsafe { corun::user_memory::read::<timeval>(timeout as usize) })
+            else {
+                set_errno(libc::EFAULT);
+                return -1;
+            };
+            // Normalised as the kernel does (2,000,000 µs is 2 s); invalid only if negative.
+            let sec = tv.tv_sec.saturating_add(tv.tv_usec / 1_000_000);
+            let nsec = (tv.tv_usec % 1_000_000) * 1000;
+            if sec < 0 || nsec < 0 {
+                set_errno(libc::EINVAL);
+                return -1;
+            }
+            if sec == 0 && nsec == 0 {
+                return plain();
             }
             timer::now_ns()
-                .saturating_add((tv.tv_sec as u64).saturating_mul(1_000_000_000))
-                .saturating_add(tv.tv_usec as u64 * 1000)
+                .saturating_add((sec as u64).saturating_mul(1_000_000_000))
+                .saturating_add(nsec as u64)
         };
-        // SAFETY: the sets are valid as libc requires.
-        let n = unsafe { select_coroutine(&current, nfds, readfds, writefds, exceptfds, deadline) };
+        if !(0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
+            return plain(); // the kernel says EINVAL (or copes), at once
+        }
+        let sets = match Sets::read([readfds, writefds, exceptfds]) {
+            Ok(sets) => sets,
+            Err(err) => {
+                set_errno(err);
+                return -1;
+            }
+        };
+        let n = select_coroutine(&current, nfds, sets, deadline, |[r, w, e]| {
+            let mut zero = timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            };
+            // SAFETY: our copies of the sets and a zero timeout.
+            unsafe { real::select(nfds, r, w, e, &mut zero) }
+        });
         if !timeout.is_null() {
             let left = deadline.saturating_sub(timer::now_ns());
-            // SAFETY: non-null, writable as libc requires.
-            unsafe {
-                (*timeout).tv_sec = (left / 1_000_000_000) as libc::time_t;
-                (*timeout).tv_usec = ((left % 1_000_000_000) / 1000) as libc::suseconds_t;
-            }
+            let tv = timeval {
+                tv_sec: (left / 1_000_000_000) as libc::time_t,
+                tv_usec: ((left % 1_000_000_000) / 1000) as libc::suseconds_t,
+            };
+            // SAFETY: the caller's timeout, which Linux updates; a fault-safe write.
+            unsafe { corun::user_memory::write(timeout as usize, &tv) };
         }
         n
     })
@@ -334,22 +400,36 @@ pub unsafe extern "C" fn pselect(
     timeout: *const timespec,
     sigmask: *const sigset_t,
 ) -> c_int {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::pselect(nfds, readfds, writefds, exceptfds, timeout, sigmask) };
     guard(&"pselect", |task| {
-        let zero = !timeout.is_null() && {
-            // SAFETY: non-null; libc would read it.
-            let ts = unsafe { &*timeout };
-            ts.tv_sec == 0 && ts.tv_nsec == 0
-        };
-        match (task, deadline_ts(timeout)) {
-            (Some(current), Ok(deadline))
-                if !zero && (0..=libc::FD_SETSIZE as c_int).contains(&nfds) =>
-            {
-                // SAFETY: the sets are valid as libc requires.
-                unsafe { select_coroutine(&current, nfds, readfds, writefds, exceptfds, deadline) }
+        let Some(current) = task else { return plain() };
+        let deadline = match deadline_ts(timeout) {
+            Ok(_) if !timeout.is_null() && is_zero(timeout) => return plain(),
+            Ok(deadline) => deadline,
+            Err(err) => {
+                set_errno(err);
+                return -1;
             }
-            // SAFETY: the caller's arguments, passed on unchanged.
-            _ => unsafe { real::pselect(nfds, readfds, writefds, exceptfds, timeout, sigmask) },
+        };
+        if !(0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
+            return plain();
         }
+        let sets = match Sets::read([readfds, writefds, exceptfds]) {
+            Ok(sets) => sets,
+            Err(err) => {
+                set_errno(err);
+                return -1;
+            }
+        };
+        select_coroutine(&current, nfds, sets, deadline, |[r, w, e]| {
+            let zero = timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: our copies of the sets, a zero timeout, the caller's mask.
+            unsafe { real::pselect(nfds, r, w, e, &zero, sigmask) }
+        })
     })
 }
 

@@ -123,8 +123,9 @@ pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
 unsafe fn forget_pair(fds: *const c_int) {
     for i in 0..2 {
         // SAFETY: guaranteed by the caller.
-        if let Some(entry) = fd::table().get(unsafe { *fds.add(i) }) {
-            entry.reset();
+        let new = unsafe { *fds.add(i) };
+        if let Some(entry) = fd::table().get(new) {
+            entry.reset(new);
         }
     }
 }

@@ -62,12 +62,12 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
             // SAFETY: the caller's arguments, passed on unchanged.
             return unsafe { real::nanosleep(req, rem) };
         };
-        if req.is_null() {
+        // SAFETY: a fault-safe read of a plain C struct (a bad pointer is EFAULT, as for libc).
+        let Some(req) = (unsafe { corun::user_memory::read::<timespec>(req as usize) }) else {
             set_errno(libc::EFAULT);
             return -1;
-        }
-        // SAFETY: non-null; libc requires it to point at a timespec.
-        match timer::timespec_ns(unsafe { &*req }) {
+        };
+        match timer::timespec_ns(&req) {
             Some(ns) => {
                 sleep_for(&current, ns);
                 0
@@ -109,11 +109,11 @@ pub unsafe extern "C" fn clock_nanosleep(
             // SAFETY: the caller's arguments, passed on unchanged.
             _ => return unsafe { real::clock_nanosleep(clock, flags, req, rem) },
         };
-        if req.is_null() {
+        // SAFETY: a fault-safe read of a plain C struct (a bad pointer is EFAULT, as for libc).
+        let Some(req) = (unsafe { corun::user_memory::read::<timespec>(req as usize) }) else {
             return libc::EFAULT;
-        }
-        // SAFETY: non-null; libc requires it to point at a timespec.
-        let Some(ns) = timer::timespec_ns(unsafe { &*req }) else {
+        };
+        let Some(ns) = timer::timespec_ns(&req) else {
             return libc::EINVAL;
         };
         if flags & libc::TIMER_ABSTIME == 0 {

@@ -5,8 +5,9 @@
 
 use libc::{c_int, c_void, sockaddr, socklen_t};
 
-use super::{blocking, deadline_for, direct, errno, guard, mode, set_errno, wait, Mode};
-use crate::fd::{self, Dir, Wait, KIND_SOCKET};
+use super::transfer::{socket_io, Whole};
+use super::{deadline_for, direct, errno, guard, mode, set_errno, wait, Mode};
+use crate::fd::{self, Dir, Wait, KIND_SOCKET, KIND_UNKNOWN};
 use crate::real;
 use crate::runtime::current::{self, CurrentTask};
 use crate::runtime::{self, timer};
@@ -26,9 +27,9 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
         let fd = unsafe { real::socket(domain, ty | extra, protocol) };
         if let Some(entry) = fd::table().get(fd) {
             if in_coroutine {
-                entry.init_socket(ty & libc::SOCK_NONBLOCK != 0, 0, 0);
+                entry.init_socket(fd, ty & libc::SOCK_NONBLOCK != 0, 0, 0);
             } else {
-                entry.reset();
+                entry.reset(fd);
             }
         }
         fd
@@ -54,7 +55,7 @@ pub unsafe extern "C" fn socketpair(
                 // SAFETY: on success libc wrote two fds to `sv`.
                 let fd = unsafe { *sv.add(i) };
                 if let Some(entry) = fd::table().get(fd) {
-                    entry.reset();
+                    entry.reset(fd);
                 }
             }
         }
@@ -70,38 +71,39 @@ fn accept_common(
     flags: c_int,
     plain_accept: bool,
 ) -> c_int {
-    match mode(task, fd, Dir::Read) {
-        Mode::PassThrough => {
-            // SAFETY: the caller's arguments, passed on unchanged.
-            let new = unsafe {
-                if plain_accept {
-                    real::accept(fd, addr, addrlen)
-                } else {
-                    real::accept4(fd, addr, addrlen, flags)
-                }
-            };
-            if let Some(entry) = fd::table().get(new) {
-                entry.reset();
+    let plain = || {
+        // SAFETY: the caller's arguments, passed on unchanged.
+        let new = unsafe {
+            if plain_accept {
+                real::accept(fd, addr, addrlen)
+            } else {
+                real::accept4(fd, addr, addrlen, flags)
             }
-            new
+        };
+        if let Some(entry) = fd::table().get(new) {
+            entry.reset(new);
         }
-        Mode::Blocking(listener, task) => {
-            let new = blocking(fd, listener, &task, Dir::Read, || {
-                // SAFETY: the caller's arguments; the new socket is created non-blocking
-                // because the runtime manages it.
-                direct::accept4(fd, addr, addrlen, flags | libc::SOCK_NONBLOCK) as isize
-            }) as c_int;
-            if let Some(entry) = fd::table().get(new) {
-                // Accepted sockets inherit the listener's timeouts (Linux copies them).
-                entry.init_socket(
-                    flags & libc::SOCK_NONBLOCK != 0,
-                    listener.timeout_ns(Dir::Read),
-                    listener.timeout_ns(Dir::Write),
-                );
-            }
-            new
-        }
+        new
+    };
+    let Mode::Socket(listener, task) = mode(task, fd, Dir::Read) else {
+        return plain();
+    };
+    // The new socket is created non-blocking: the runtime manages it.
+    let attempt = |_| direct::accept4(fd, addr, addrlen, flags | libc::SOCK_NONBLOCK) as isize;
+    let Ok(new) = socket_io(fd, listener, &task, Dir::Read, Whole::First, attempt) else {
+        return plain();
+    };
+    let new = new as c_int;
+    if let Some(entry) = fd::table().get(new) {
+        // Accepted sockets inherit the listener's timeouts (Linux copies them).
+        entry.init_socket(
+            new,
+            flags & libc::SOCK_NONBLOCK != 0,
+            listener.timeout_ns(Dir::Read),
+            listener.timeout_ns(Dir::Write),
+        );
     }
+    new
 }
 
 /// Interposed `accept(2)`.
@@ -133,23 +135,25 @@ pub unsafe extern "C" fn accept4(
 
 /// Interposed `connect(2)`. For a blocking socket, waits (suspending the coroutine) until the
 /// connection is made or fails; the send timeout bounds the wait (`EINPROGRESS`, as Linux).
+/// Once the socket is writable, `connect` is called again: the kernel then answers as a
+/// blocking `connect` would have (0, or why it failed) and moves the socket on to connected or
+/// unconnected, so a later `connect` says `EISCONN`, or tries again, as it would after libc's.
 ///
 /// # Safety
 /// As for libc's `connect`.
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: socklen_t) -> c_int {
+    // SAFETY: the caller's arguments, passed on unchanged.
+    let plain = || unsafe { real::connect(fd, addr, addrlen) };
     guard(&"connect", |task| {
-        let (entry, task) = match mode(task, fd, Dir::Write) {
-            // SAFETY: the caller's arguments, passed on unchanged.
-            Mode::PassThrough => return unsafe { real::connect(fd, addr, addrlen) },
-            Mode::Blocking(entry, task) => (entry, task),
+        let Mode::Socket(entry, task) = mode(task, fd, Dir::Write) else {
+            return plain();
         };
         let generation = entry.generation();
         let deadline = deadline_for(entry, Dir::Write);
         loop {
             let mut seen = entry.ready_seq(Dir::Write);
-            // SAFETY: the caller's arguments.
-            if unsafe { real::connect(fd, addr, addrlen) } == 0 {
+            if plain() == 0 {
                 return 0;
             }
             match errno() {
@@ -162,6 +166,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: sock
                     }
                     pause_briefly(&task);
                     continue;
+                }
+                libc::ENOTSOCK => {
+                    entry.reset(fd);
+                    return plain();
                 }
                 _ => return -1,
             }
@@ -178,22 +186,14 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: sock
                     }
                 }
                 seen = entry.ready_seq(Dir::Write);
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, no waiting.
-                if unsafe { real::poll(&mut pfd, 1, 0) } <= 0 {
-                    continue; // woken early: still connecting
+                if plain() == 0 {
+                    return 0;
                 }
-                return match socket_error(fd) {
-                    0 => 0,
-                    err => {
-                        set_errno(err);
-                        -1
-                    }
-                };
+                match errno() {
+                    libc::EALREADY | libc::EINPROGRESS => continue, // woken early: still connecting
+                    libc::EISCONN => return 0,
+                    _ => return -1,
+                }
             }
         }
     })
@@ -205,26 +205,6 @@ fn pause_briefly(task: &Option<current::CurrentTask>) {
         Some(current) => runtime::sleep_until(current, timer::now_ns() + 1_000_000),
         None => std::thread::sleep(std::time::Duration::from_millis(1)),
     }
-}
-
-/// `SO_ERROR` of `fd` (clears it, as reading it does).
-fn socket_error(fd: c_int) -> c_int {
-    let mut err: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as socklen_t;
-    // SAFETY: valid out-pointers of the right size.
-    let rc = unsafe {
-        real::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return errno();
-    }
-    err
 }
 
 /// Interposed `shutdown(2)`: coroutines waiting on the socket wake to see its effect.
@@ -245,8 +225,14 @@ pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     })
 }
 
-/// Interposed `setsockopt(2)`: records `SO_RCVTIMEO`/`SO_SNDTIMEO` of managed sockets (the
-/// runtime applies them itself, since the kernel does not for a non-blocking socket).
+/// `SO_RCVTIMEO_NEW` and `SO_SNDTIMEO_NEW` on x86_64 (a `__kernel_sock_timeval`: the same two
+/// 64-bit fields as the old options' `timeval` here).
+const SO_RCVTIMEO_NEW: c_int = 66;
+const SO_SNDTIMEO_NEW: c_int = 67;
+
+/// Interposed `setsockopt(2)`: records the receive and send timeouts of managed sockets, old
+/// and new options alike (the runtime applies them itself, since the kernel does not for a
+/// non-blocking socket), read as the kernel reads them.
 ///
 /// # Safety
 /// As for libc's `setsockopt`.
@@ -262,15 +248,22 @@ pub unsafe extern "C" fn setsockopt(
         // SAFETY: the caller's arguments, passed on unchanged.
         let rc = unsafe { real::setsockopt(fd, level, name, value, len) };
         let dir = match (level, name) {
-            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => Dir::Read,
-            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => Dir::Write,
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO | SO_RCVTIMEO_NEW) => Dir::Read,
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO | SO_SNDTIMEO_NEW) => Dir::Write,
             _ => return rc,
         };
-        if rc == 0 && !value.is_null() && len as usize >= std::mem::size_of::<libc::timeval>() {
-            if let Some(entry) = fd::table().peek(fd).filter(|e| e.kind() == KIND_SOCKET) {
-                // SAFETY: the kernel just read a timeval from `value`.
-                let tv = unsafe { std::ptr::read_unaligned(value.cast::<libc::timeval>()) };
-                entry.set_timeout_ns(dir, fd::timeval_ns(&tv));
+        if rc == 0 && len as usize >= 16 {
+            // SAFETY: the kernel just read these 16 bytes (a fault-safe read all the same).
+            let tv = unsafe { corun::user_memory::read::<[i64; 2]>(value as usize) };
+            let ns = tv.and_then(|[sec, usec]| fd::sock_timeout_ns(sec, usec));
+            match (fd::table().get(fd), ns) {
+                (Some(entry), Some(ns)) if entry.kind() == KIND_SOCKET => {
+                    entry.set_timeout_ns(dir, ns)
+                }
+                (Some(entry), Some(ns)) if entry.kind() == KIND_UNKNOWN => {
+                    entry.note_timeout_ns(dir, ns)
+                }
+                _ => {}
             }
         }
         rc

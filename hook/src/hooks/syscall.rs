@@ -4,7 +4,7 @@
 
 use std::sync::atomic::AtomicU32;
 
-use libc::{c_int, c_long, timespec};
+use libc::{c_int, c_long, c_uint, timespec};
 
 use super::{guard, set_errno};
 use crate::futex;
@@ -27,6 +27,16 @@ pub unsafe extern "C" fn syscall(
     a6: c_long,
 ) -> c_long {
     if number != libc::SYS_futex {
+        // Closes made with `syscall` keep the fd table true, as `close` does.
+        if number == libc::SYS_close {
+            guard(&"syscall(SYS_close)", |_| {
+                super::fdops::closing(a1 as c_int)
+            });
+        } else if number == libc::SYS_close_range {
+            guard(&"syscall(SYS_close_range)", |_| {
+                super::fdops::closing_range(a1 as c_uint, a2 as c_uint, a3 as c_int)
+            });
+        }
         // SAFETY: the caller's arguments, passed on unchanged.
         return unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) };
     }
@@ -51,7 +61,8 @@ pub unsafe extern "C" fn syscall(
                 } else {
                     a6 as u32
                 };
-                if bitset != 0 && a1 != 0 && a1 % 4 == 0 {
+                // A wake of nobody (count 0) or with bad arguments is the kernel's to answer.
+                if bitset != 0 && a1 != 0 && a1 % 4 == 0 && a3 as i32 > 0 {
                     let count = a3 as i32;
                     let woken = futex::wake(a1 as usize, count, bitset);
                     if woken >= count {
@@ -79,7 +90,8 @@ pub unsafe extern "C" fn syscall(
     })
 }
 
-/// A futex wait by a coroutine: checks the arguments as the kernel does, then parks.
+/// A futex wait by a coroutine: checks the arguments as the kernel does, in its order (the
+/// timeout, the clock, the bitset, the address, the word), then parks.
 fn futex_wait(
     current: &current::CurrentTask,
     addr: usize,
@@ -88,26 +100,39 @@ fn futex_wait(
     timeout: *const timespec,
     bitset_arg: u32,
 ) -> c_long {
+    let fail = |errno| {
+        set_errno(errno);
+        -1
+    };
     let bitset_op = op & libc::FUTEX_CMD_MASK == libc::FUTEX_WAIT_BITSET;
-    let bitset = if bitset_op { bitset_arg } else { u32::MAX };
-    if addr == 0 || addr % 4 != 0 || bitset == 0 {
-        set_errno(if addr == 0 {
-            libc::EFAULT
-        } else {
-            libc::EINVAL
-        });
-        return -1;
-    }
-    let deadline = if timeout.is_null() {
-        0
+    let timeout = if timeout.is_null() {
+        None
     } else {
-        // SAFETY: non-null; the kernel would read a timespec from it.
-        let Some(ns) = timer::timespec_ns(unsafe { &*timeout }) else {
-            set_errno(libc::EINVAL);
-            return -1;
+        // SAFETY: a fault-safe read of a plain C struct.
+        let Some(ts) = (unsafe { corun::user_memory::read::<timespec>(timeout as usize) }) else {
+            return fail(libc::EFAULT);
         };
-        if bitset_op {
-            // Absolute, on CLOCK_REALTIME if asked, else CLOCK_MONOTONIC.
+        let Some(ns) = timer::timespec_ns(&ts) else {
+            return fail(libc::EINVAL);
+        };
+        Some(ns)
+    };
+    // FUTEX_CLOCK_REALTIME goes with the absolute waits only.
+    if op & libc::FUTEX_CLOCK_REALTIME != 0 && !bitset_op {
+        return fail(libc::ENOSYS);
+    }
+    let bitset = if bitset_op { bitset_arg } else { u32::MAX };
+    if bitset == 0 || addr % 4 != 0 {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: a fault-safe read of the word (unmapped or null: EFAULT, as from the kernel).
+    if unsafe { corun::user_memory::read::<u32>(addr) }.is_none() {
+        return fail(libc::EFAULT);
+    }
+    let deadline = match timeout {
+        None => 0,
+        // Absolute, on CLOCK_REALTIME if asked, else CLOCK_MONOTONIC.
+        Some(ns) if bitset_op => {
             let clock = if op & libc::FUTEX_CLOCK_REALTIME != 0 {
                 libc::CLOCK_REALTIME
             } else {
@@ -117,20 +142,16 @@ fn futex_wait(
             timer::now_ns()
                 .saturating_add(ns.saturating_sub(now))
                 .max(1)
-        } else {
-            timer::now_ns().saturating_add(ns).max(1)
         }
+        Some(ns) => timer::now_ns().saturating_add(ns).max(1),
     };
-    // SAFETY: an aligned, non-null futex word the caller handed to the kernel; futex words are
+    // SAFETY: an aligned futex word the caller handed to the kernel, just read; futex words are
     // accessed atomically by every party.
     let word = unsafe { &*(addr as *const AtomicU32) };
     let shared = op & libc::FUTEX_PRIVATE_FLAG == 0;
     match futex::wait(current, word, expected, deadline, bitset, shared) {
         Ok(()) => 0,
-        Err(errno) => {
-            set_errno(errno);
-            -1
-        }
+        Err(errno) => fail(errno),
     }
 }
 
