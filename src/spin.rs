@@ -53,6 +53,45 @@ impl<T> SpinLock<T> {
         None
     }
 
+    /// Takes the lock and keeps it past this call, without a guard: for holding it across
+    /// `fork` (so the child does not inherit it in the middle of a change). Released with
+    /// [`release`](Self::release).
+    pub fn hold(&self) {
+        if !self.try_acquire() {
+            self.lock_contended();
+        }
+    }
+
+    /// Releases a lock taken with [`hold`](Self::hold).
+    ///
+    /// # Safety
+    /// The calling thread took the lock with `hold` (before a `fork`: in the parent, or in the
+    /// child, whose one thread is the one that took it).
+    pub unsafe fn release(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// In the child of a `fork`: puts `value` in the lock (the old value is leaked, not dropped:
+    /// a thread that no longer exists may have been changing it) and unlocks it.
+    ///
+    /// # Safety
+    /// Only in a forked child, before anything else uses the lock (the child has one thread).
+    pub unsafe fn reset_in_child(&self, value: T) {
+        // SAFETY: no other thread exists to use the value; writing without dropping is the
+        // point (the old value may be half-changed).
+        unsafe { std::ptr::write(self.value.get(), value) };
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// In the child of a `fork`: unlocks the lock, keeping its value (for values that are one
+    /// word, which a thread that no longer exists cannot have left half-changed).
+    ///
+    /// # Safety
+    /// As for [`reset_in_child`](Self::reset_in_child).
+    pub unsafe fn unlock_in_child(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
     #[inline]
     fn try_acquire(&self) -> bool {
         self.locked

@@ -60,6 +60,8 @@ pub enum Wait {
     TimedOut,
     /// The fd was closed meanwhile.
     Closed,
+    /// A signal interrupted the wait (see [`crate::signal`]): the call fails with `EINTR`.
+    Interrupted,
 }
 
 /// Waiters of one direction: tasks and the wait they are in.
@@ -439,7 +441,7 @@ impl FdEntry {
         if deadline != 0 {
             worker.add_timer(deadline, current.arc(), token);
         }
-        runtime::park(
+        let woke = runtime::park(
             current,
             WaitInfo::Fd {
                 fd,
@@ -448,6 +450,9 @@ impl FdEntry {
             },
         );
         self.forget_waiter(dir, current.task());
+        if woke == runtime::Woke::Interrupted {
+            return Ok(Wait::Interrupted);
+        }
         if self.generation() != generation {
             return Ok(Wait::Closed);
         }
@@ -682,6 +687,50 @@ impl FdTable {
                 }
             }
         }
+    }
+
+    /// In the child of a `fork`: every entry forgets the parent's waiters (tasks that do not
+    /// exist here, leaked, never dropped) and its registrations with the parent's reactors;
+    /// what is known about the fds themselves stays true (the child has the same fds, sharing
+    /// their open file descriptions).
+    ///
+    /// # Safety
+    /// Only in a forked child, before anything else runs (see `runtime::fork`).
+    pub unsafe fn reset_in_child(&self) {
+        // Which numbers share which description, from the entries themselves: a member list
+        // may have been in the middle of a change (by a thread the child does not have), so
+        // each is rebuilt rather than read.
+        let mut members: std::collections::HashMap<usize, (Arc<Desc>, Vec<c_int>)> =
+            std::collections::HashMap::new();
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let chunk = chunk.load(Ordering::Acquire);
+            if chunk.is_null() {
+                continue;
+            }
+            // SAFETY: chunks are never freed.
+            for (i, entry) in unsafe { &*chunk }.iter().enumerate() {
+                // SAFETY: guaranteed by the caller. The desc lock holds one pointer, which a
+                // thread that no longer exists cannot have left half-written.
+                unsafe {
+                    entry.waiters.reset_in_child((Vec::new(), Vec::new()));
+                    entry.desc.unlock_in_child();
+                }
+                entry.registered.store(0, Ordering::Release);
+                if let Some(desc) = entry.desc.lock().clone() {
+                    let fd = (c * CHUNK + i) as c_int;
+                    members
+                        .entry(Arc::as_ptr(&desc) as usize)
+                        .or_insert_with(|| (desc, Vec::new()))
+                        .1
+                        .push(fd);
+                }
+            }
+        }
+        for (desc, fds) in members.into_values() {
+            // SAFETY: as above: the old list is leaked, not read.
+            unsafe { desc.members.reset_in_child(fds) };
+        }
+        WAITERS.store(0, Ordering::Relaxed);
     }
 
     /// Dispatches an epoll event.

@@ -42,6 +42,18 @@ fn bucket(addr: usize) -> &'static SpinLock<Vec<Waiter>> {
     &BUCKETS_TABLE[hash >> (usize::BITS - BUCKETS.trailing_zeros())]
 }
 
+/// In the child of a `fork`: forgets the parent's waiting coroutines.
+///
+/// # Safety
+/// Only in a forked child, before anything else runs (see `runtime::fork`).
+pub unsafe fn reset_in_child() {
+    for bucket in &BUCKETS_TABLE {
+        // SAFETY: guaranteed by the caller; the parent's tasks are leaked, never dropped here.
+        unsafe { bucket.reset_in_child(Vec::new()) };
+    }
+    WAITING.store(0, Ordering::SeqCst);
+}
+
 /// How many coroutines wait on futex words now (for stats).
 pub fn waiting() -> usize {
     WAITING.load(Ordering::Relaxed)
@@ -50,7 +62,8 @@ pub fn waiting() -> usize {
 /// Parks the current coroutine while `*word == expected`, until a matching wake, `deadline`
 /// (monotonic ns, 0: none) or, for a process-shared futex, a change of the word.
 ///
-/// Returns `Err(EAGAIN)` if the word did not hold `expected`, `Err(ETIMEDOUT)` on timeout.
+/// Returns `Err(EAGAIN)` if the word did not hold `expected`, `Err(ETIMEDOUT)` on timeout,
+/// `Err(EINTR)` when a signal aimed at the coroutine interrupted the wait.
 pub fn wait(
     current: &CurrentTask,
     word: &AtomicU32,
@@ -88,7 +101,7 @@ pub fn wait(
             let recheck = timer::now_ns() + SHARED_RECHECK_NS;
             current.worker().add_timer(recheck, current.arc(), token);
         }
-        runtime::park(current, WaitInfo::Futex { addr, deadline });
+        let woke = runtime::park(current, WaitInfo::Futex { addr, deadline });
         let mut waiters = bucket.lock();
         let me: *const Task = current.task();
         let Some(index) = waiters
@@ -97,12 +110,15 @@ pub fn wait(
         else {
             return Ok(()); // a waker took us off the list
         };
+        let interrupted = woke == runtime::Woke::Interrupted;
         let timed_out = deadline != 0 && timer::now_ns() >= deadline;
         let changed = shared && word.load(Ordering::SeqCst) != expected;
-        if timed_out || changed {
+        if interrupted || timed_out || changed {
             waiters.swap_remove(index);
             WAITING.fetch_sub(1, Ordering::SeqCst);
-            return if timed_out {
+            return if interrupted {
+                Err(libc::EINTR)
+            } else if timed_out {
                 Err(libc::ETIMEDOUT)
             } else {
                 Ok(())

@@ -18,12 +18,14 @@ pub mod identity;
 pub mod log;
 pub mod real;
 pub mod runtime;
+pub mod signal;
 pub mod sync;
 
 use std::fmt;
 
 /// Runs when the library is loaded: resolves the real libc functions, reads and checks the
-/// configuration, and teaches the overflow handler our coroutines' names.
+/// configuration, teaches the overflow handler our coroutines' names, and registers the fork
+/// handlers.
 #[ctor::ctor(unsafe)]
 fn init() {
     real::resolve_all();
@@ -36,6 +38,7 @@ fn init() {
     }
     corun::coroutine::set_pool_capacity(config.stack_pool);
     corun::coroutine::set_describer(describe_current);
+    runtime::fork::install();
 }
 
 /// Names the coroutine running on this thread (for the stack-overflow message).

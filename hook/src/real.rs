@@ -116,4 +116,6 @@ real_functions! {
     dlopen(filename: *const libc::c_char, flags: c_int) -> *mut c_void;
     syscall(number: libc::c_long, a1: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long, a5: libc::c_long, a6: libc::c_long) -> libc::c_long;
     sched_yield() -> c_int;
+    sigaction(sig: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int;
+    pthread_kill(thread: libc::pthread_t, sig: c_int) -> c_int;
 }

@@ -45,8 +45,9 @@ pub fn thread_pointer_switch_is_wrfsbase() -> bool {
     arch::uses_wrfsbase()
 }
 pub use stack::{
-    guard_kind, pooled_stacks, set_guard_mode, set_pool_capacity, set_reserve_finalizer, trim_pool,
-    DefaultStack, GuardKind, GuardMode, Stack, DEFAULT_STACK_SIZE,
+    after_fork, before_fork, guard_kind, pooled_stacks, set_guard_mode, set_pool_capacity,
+    set_reserve_finalizer, trim_pool, DefaultStack, GuardKind, GuardMode, Stack,
+    DEFAULT_STACK_SIZE,
 };
 
 /// What [`Coroutine::resume`] returns: the coroutine suspended with a value, or finished.

@@ -56,6 +56,21 @@ pub(crate) fn register_slots(start: usize, slots: Slots) {
 }
 
 /// Forgets the mapping starting at `start` (before it is unmapped).
+/// Takes the registry's lock and keeps it, across a `fork` (after the slabs': a slab's state
+/// lock is held while its chunks are registered).
+pub(crate) fn hold_registry() {
+    REGISTRY.hold();
+}
+
+/// Releases what [`hold_registry`] took.
+///
+/// # Safety
+/// The calling thread called `hold_registry` (before a `fork`).
+pub(crate) unsafe fn release_registry() {
+    // SAFETY: guaranteed by the caller.
+    unsafe { REGISTRY.release() };
+}
+
 pub(crate) fn unregister_slots(start: usize) {
     REGISTRY.lock().remove(&start);
 }

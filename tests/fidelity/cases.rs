@@ -1,5 +1,6 @@
 //! The cases: every interposed call against every kind of fd, with edge inputs, plus the calls
-//! that take no fd (sleeps, futexes, poll and select on bad arguments).
+//! that take no fd (sleeps, futexes, poll and select on bad arguments) and the blocking calls
+//! interrupted by a signal (`signals.rs`).
 //!
 //! A case builds its own fixture, makes one or two calls and reports what they returned, the
 //! errno of a failure, what came out (bytes read, flags, revents), and whether a call took
@@ -41,7 +42,7 @@ pub struct Report {
 impl Report {
     /// Records a call's result: the return value (or `fd` for a new descriptor), the errno of
     /// a failure, and whether it waited.
-    fn call(&mut self, label: &str, returns_fd: bool, f: impl FnOnce() -> isize) -> isize {
+    pub fn call(&mut self, label: &str, returns_fd: bool, f: impl FnOnce() -> isize) -> isize {
         set_errno(0);
         let started = Instant::now();
         let ret = f();
@@ -62,7 +63,7 @@ impl Report {
     }
 
     /// Records a value that came out of a call.
-    fn note(&mut self, label: &str, value: impl std::fmt::Display) {
+    pub fn note(&mut self, label: &str, value: impl std::fmt::Display) {
         self.parts.push(format!("{label}:{value}"));
     }
 
@@ -1148,6 +1149,13 @@ pub fn all() -> Vec<Case> {
     for &(call, run) in OTHER_CALLS {
         cases.push(Case {
             name: call.to_string(),
+            kind: None,
+            run,
+        });
+    }
+    for (name, run) in super::signals::all() {
+        cases.push(Case {
+            name,
             kind: None,
             run,
         });

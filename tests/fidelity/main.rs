@@ -18,6 +18,7 @@ mod support;
 
 mod cases;
 mod fixtures;
+mod signals;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

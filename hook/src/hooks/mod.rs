@@ -14,6 +14,7 @@ pub mod fdops;
 pub mod io;
 pub mod poll;
 pub mod process;
+pub mod signal;
 pub mod sleep;
 pub mod socket;
 pub mod syscall;
@@ -27,6 +28,7 @@ use crate::fd::{self, Dir, FdEntry, Wait, KIND_POLLABLE, KIND_SOCKET, KIND_UNKNO
 use crate::real;
 use crate::runtime::current::{self, CurrentTask};
 use crate::runtime::timer;
+use crate::signal::interrupt;
 
 /// Runs the body of one of the runtime's own C-ABI functions (spawn, join …): like [`guard`],
 /// a panic aborts with a message naming it, but nothing is recorded about the caller (these
@@ -179,6 +181,7 @@ fn poll_thread(fd: c_int, dir: Dir, deadline: u64) -> Wait {
             events,
             revents: 0,
         };
+        interrupt::clear_last();
         // SAFETY: one valid pollfd.
         let n = unsafe { real::poll(&mut pfd, 1, timeout) };
         if n > 0 {
@@ -186,6 +189,15 @@ fn poll_thread(fd: c_int, dir: Dir, deadline: u64) -> Wait {
         }
         if n < 0 && errno() != libc::EINTR {
             return Wait::Ready; // let the retried call report the error
+        }
+        if n < 0 {
+            // A handler ran on this thread: what would it have done to the blocking call?
+            // (A socket timeout makes it EINTR whatever the flags.)
+            match interrupt::last() {
+                interrupt::INTERRUPTING => return Wait::Interrupted,
+                interrupt::RESTARTING if deadline != 0 => return Wait::Interrupted,
+                _ => {}
+            }
         }
     }
 }

@@ -7,8 +7,9 @@
 //! caller's arguments and a zero timeout, so a bad argument gets the kernel's answer (in the
 //! kernel's order) before anything of the caller's is read; timeouts are read fault-safely. `select` and `pselect` are translated to a pollfd list
 //! and back; `epoll_wait` waits for its epoll fd to become readable, then asks the real
-//! `epoll_wait` without waiting. Signal masks (`ppoll`, `pselect`, `epoll_pwait`) are not
-//! applied while a coroutine is suspended (signals go to the worker threads anyway).
+//! `epoll_wait` without waiting. A signal interrupts the wait with `EINTR` (see
+//! [`crate::signal`]); signal masks (`ppoll`, `pselect`, `epoll_pwait`) are not applied while
+//! a coroutine is suspended: the mask is the worker thread's, shared by its coroutines.
 
 use libc::{c_int, fd_set, nfds_t, pollfd, sigset_t, timespec, timeval};
 
@@ -29,7 +30,8 @@ struct Watch {
 }
 
 /// `poll` for a coroutine: waits until an fd in `fds` is ready or `deadline` (monotonic ns;
-/// 0: none) passes. Returns what the real `poll` returns (a count, 0 on timeout, -1 on error).
+/// 0: none) passes. Returns what the real `poll` returns (a count, 0 on timeout, -1 on error,
+/// `EINTR` when a signal interrupted the wait).
 pub fn poll_coroutine(
     current: &CurrentTask,
     fds: &mut [pollfd],
@@ -86,14 +88,19 @@ pub fn poll_coroutine(
                 }
             }
         }
+        let mut woke = runtime::Woke::Up;
         if park {
             if deadline != 0 {
                 current.worker().add_timer(deadline, current.arc(), token);
             }
-            runtime::park(current, info);
+            woke = runtime::park(current, info);
         }
         for (entry, dir) in registered {
             entry.forget_waiter(dir, current.task());
+        }
+        if woke == runtime::Woke::Interrupted {
+            set_errno(libc::EINTR);
+            return -1;
         }
     }
 }

@@ -6,8 +6,8 @@
 
 use libc::{c_int, pid_t, rusage};
 
-use super::guard;
 use super::poll::poll_coroutine;
+use super::{guard, set_errno};
 use crate::fd;
 use crate::real;
 use crate::runtime::current::CurrentTask;
@@ -43,7 +43,18 @@ fn wait_child(
                 // Readable once the child has exited (a stop or continue also wakes us: the
                 // WNOHANG check above sorts it out).
                 let deadline = timer::now_ns() + ANY_CHILD_POLL_NS;
-                poll_coroutine(current, &mut watch, deadline, WaitInfo::Child { pid });
+                let woke = poll_coroutine(current, &mut watch, deadline, WaitInfo::Child { pid });
+                if woke < 0 && super::errno() == libc::EINTR {
+                    // Interrupted by a signal: a child that is ready is still reported first.
+                    let found = wait_once(options | libc::WNOHANG);
+                    // SAFETY: our own pidfd.
+                    unsafe { real::close(pidfd) };
+                    if found == 0 {
+                        set_errno(libc::EINTR);
+                        return -1;
+                    }
+                    return found;
+                }
             }
         }
     }
@@ -55,7 +66,14 @@ fn wait_child(
         let token = current.task().begin_wait();
         let deadline = timer::now_ns() + ANY_CHILD_POLL_NS;
         current.worker().add_timer(deadline, current.arc(), token);
-        runtime::park(current, WaitInfo::Child { pid });
+        if runtime::park(current, WaitInfo::Child { pid }) == runtime::Woke::Interrupted {
+            let found = wait_once(options | libc::WNOHANG);
+            if found == 0 {
+                set_errno(libc::EINTR);
+                return -1;
+            }
+            return found;
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! sleep, usleep, nanosleep, clock_nanosleep: inside a coroutine they suspend it on a timer.
 //!
 //! Argument checks and return values follow glibc: `nanosleep` returns -1 with `EINVAL` for a
-//! bad timespec, `clock_nanosleep` returns the error number itself. A coroutine's sleep is not
-//! interrupted by signals, so `rem` is never written.
+//! bad timespec, `clock_nanosleep` returns the error number itself. A signal interrupts a
+//! coroutine's sleep as it would a thread's (see [`crate::signal`]): `nanosleep` and relative
+//! `clock_nanosleep` write the time left to `rem`, `sleep` returns the whole seconds left.
 
 use libc::{c_int, c_uint, clockid_t, timespec, useconds_t};
 
@@ -10,13 +11,30 @@ use super::{guard, set_errno};
 use crate::real;
 use crate::runtime::{self, current, timer};
 
-/// Suspends the current coroutine for `ns` (a zero sleep yields).
-fn sleep_for(current: &current::CurrentTask, ns: u64) {
+/// Suspends the current coroutine for `ns` (a zero sleep yields). `Err(left)`: a signal
+/// interrupted it with `left` ns to go.
+fn sleep_for(current: &current::CurrentTask, ns: u64) -> Result<(), u64> {
     if ns == 0 {
         runtime::yield_now(current);
+        Ok(())
     } else {
-        runtime::sleep_until(current, timer::now_ns().saturating_add(ns));
+        runtime::sleep_until(current, timer::now_ns().saturating_add(ns))
     }
+}
+
+/// `left` ns as a timespec.
+fn timespec_of(left: u64) -> timespec {
+    timespec {
+        tv_sec: (left / 1_000_000_000) as libc::time_t,
+        tv_nsec: (left % 1_000_000_000) as libc::c_long,
+    }
+}
+
+/// Writes the time left of an interrupted sleep to `rem` (if not null). False if `rem` is not
+/// writable (the kernel then says `EFAULT`).
+fn write_rem(rem: *mut timespec, left: u64) -> bool {
+    // SAFETY: the caller's out-parameter; a fault-safe write.
+    rem.is_null() || unsafe { corun::user_memory::write(rem as usize, &timespec_of(left)) }
 }
 
 /// Interposed `sleep(3)`.
@@ -26,10 +44,14 @@ fn sleep_for(current: &current::CurrentTask, ns: u64) {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
     guard(&"sleep", |task| match task {
-        Some(current) => {
-            sleep_for(&current, u64::from(seconds) * 1_000_000_000);
-            0
-        }
+        Some(current) => match sleep_for(&current, u64::from(seconds) * 1_000_000_000) {
+            Ok(()) => 0,
+            // As glibc's: the whole seconds not slept, errno EINTR.
+            Err(left) => {
+                set_errno(libc::EINTR);
+                (left / 1_000_000_000) as c_uint
+            }
+        },
         // SAFETY: the caller's argument, passed on unchanged.
         None => unsafe { real::sleep(seconds) },
     })
@@ -42,10 +64,13 @@ pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
 #[cfg_attr(not(test), no_mangle)]
 pub unsafe extern "C" fn usleep(usec: useconds_t) -> c_int {
     guard(&"usleep", |task| match task {
-        Some(current) => {
-            sleep_for(&current, u64::from(usec) * 1000);
-            0
-        }
+        Some(current) => match sleep_for(&current, u64::from(usec) * 1000) {
+            Ok(()) => 0,
+            Err(_) => {
+                set_errno(libc::EINTR);
+                -1
+            }
+        },
         // SAFETY: the caller's argument, passed on unchanged.
         None => unsafe { real::usleep(usec) },
     })
@@ -68,10 +93,17 @@ pub unsafe extern "C" fn nanosleep(req: *const timespec, rem: *mut timespec) -> 
             return -1;
         };
         match timer::timespec_ns(&req) {
-            Some(ns) => {
-                sleep_for(&current, ns);
-                0
-            }
+            Some(ns) => match sleep_for(&current, ns) {
+                Ok(()) => 0,
+                Err(left) => {
+                    set_errno(if write_rem(rem, left) {
+                        libc::EINTR
+                    } else {
+                        libc::EFAULT
+                    });
+                    -1
+                }
+            },
             None => {
                 set_errno(libc::EINVAL);
                 -1
@@ -117,14 +149,20 @@ pub unsafe extern "C" fn clock_nanosleep(
             return libc::EINVAL;
         };
         if flags & libc::TIMER_ABSTIME == 0 {
-            sleep_for(&current, ns);
-            return 0;
+            return match sleep_for(&current, ns) {
+                Ok(()) => 0,
+                Err(left) if write_rem(rem, left) => libc::EINTR,
+                Err(_) => libc::EFAULT,
+            };
         }
         // Absolute: sleep for what is left on that clock (a later change of CLOCK_REALTIME
-        // does not move the wake-up).
+        // does not move the wake-up). An interrupted one leaves `rem` alone.
         let now_ns = timer::clock_ns(clock);
         if ns > now_ns {
-            runtime::sleep_until(&current, timer::now_ns().saturating_add(ns - now_ns));
+            let deadline = timer::now_ns().saturating_add(ns - now_ns);
+            if runtime::sleep_until(&current, deadline).is_err() {
+                return libc::EINTR;
+            }
         }
         0
     })

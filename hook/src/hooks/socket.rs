@@ -184,6 +184,11 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: sock
                         set_errno(libc::EBADF);
                         return -1;
                     }
+                    // The connection goes on being made; a later connect says EALREADY.
+                    Wait::Interrupted => {
+                        set_errno(libc::EINTR);
+                        return -1;
+                    }
                 }
                 seen = entry.ready_seq(Dir::Write);
                 if plain() == 0 {
@@ -202,7 +207,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: sock
 /// Sleeps a millisecond (suspending the coroutine), for the rare retry loops.
 fn pause_briefly(task: &Option<current::CurrentTask>) {
     match task {
-        Some(current) => runtime::sleep_until(current, timer::now_ns() + 1_000_000),
+        // An interrupted pause ends early, like any other: the caller tries again.
+        Some(current) => {
+            let _ = runtime::sleep_until(current, timer::now_ns() + 1_000_000);
+        }
         None => std::thread::sleep(std::time::Duration::from_millis(1)),
     }
 }

@@ -63,10 +63,10 @@ fn give_up(done: usize, outcome: Wait) -> isize {
     if done > 0 {
         return done as isize;
     }
-    set_errno(if outcome == Wait::Closed {
-        libc::EBADF
-    } else {
-        libc::EAGAIN
+    set_errno(match outcome {
+        Wait::Closed => libc::EBADF,
+        Wait::Interrupted => libc::EINTR,
+        Wait::Ready | Wait::TimedOut => libc::EAGAIN,
     });
     -1
 }

@@ -256,6 +256,24 @@ pub fn note_load() {
     LOADED.store(true, Ordering::SeqCst);
 }
 
+/// Takes the lock of the TLS images and keeps it across a `fork` (see `runtime::fork`).
+pub fn before_fork() {
+    if let Some(glibc) = GLIBC.get().and_then(Option::as_ref) {
+        glibc.images.hold();
+    }
+}
+
+/// Releases what [`before_fork`] took.
+///
+/// # Safety
+/// The calling thread called `before_fork`, and the `fork` has returned.
+pub unsafe fn after_fork() {
+    if let Some(glibc) = GLIBC.get().and_then(Option::as_ref) {
+        // SAFETY: held by this thread since `before_fork`.
+        unsafe { glibc.images.release() };
+    }
+}
+
 /// Retakes the TLS images if a library was loaded through `dlopen` since they were taken (a
 /// cheap check; call it before reusing an area), or, with `force`, if the loader's counter
 /// moved (a walk of the loaded modules: for loads libc made itself).

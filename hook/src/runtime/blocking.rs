@@ -6,7 +6,7 @@
 //! when idle.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::SegQueue;
@@ -26,54 +26,92 @@ struct Pool {
     idle: AtomicUsize,
 }
 
-static POOL: Pool = Pool {
-    jobs: SegQueue::new(),
-    signal: AtomicU32::new(0),
-    threads: AtomicUsize::new(0),
-    idle: AtomicUsize::new(0),
-};
+/// The pool, made on first use (leaked; a `fork` child makes its own: the parent's threads do
+/// not exist there, and its queue may be in the middle of a push).
+static POOL: AtomicPtr<Pool> = AtomicPtr::new(std::ptr::null_mut());
+
+fn pool() -> &'static Pool {
+    let mut pool = POOL.load(Ordering::Acquire);
+    if pool.is_null() {
+        let fresh = Box::into_raw(Box::new(Pool {
+            jobs: SegQueue::new(),
+            signal: AtomicU32::new(0),
+            threads: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+        }));
+        pool = match POOL.compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(existing) => {
+                // SAFETY: `fresh` was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                existing
+            }
+        };
+    }
+    // SAFETY: pools are never freed.
+    unsafe { &*pool }
+}
+
+/// In the child of a `fork`: forgets the parent's pool (its jobs are leaked, never run).
+pub fn forget_in_child() {
+    POOL.store(std::ptr::null_mut(), Ordering::Release);
+}
 
 /// Threads in the pool now (for stats).
 pub fn threads() -> usize {
-    POOL.threads.load(Ordering::Relaxed)
+    let pool = POOL.load(Ordering::Acquire);
+    if pool.is_null() {
+        return 0;
+    }
+    // SAFETY: pools are never freed.
+    unsafe { &*pool }.threads.load(Ordering::Relaxed)
 }
 
 fn submit(job: Job) {
-    POOL.jobs.push(job);
-    POOL.signal.fetch_add(1, Ordering::SeqCst);
-    if POOL.idle.load(Ordering::SeqCst) > 0 {
-        futex_wake(&POOL.signal, 1);
+    let pool = pool();
+    pool.jobs.push(job);
+    pool.signal.fetch_add(1, Ordering::SeqCst);
+    if pool.idle.load(Ordering::SeqCst) > 0 {
+        futex_wake(&pool.signal, 1);
         return;
     }
-    let started = POOL.threads.load(Ordering::SeqCst);
+    let started = pool.threads.load(Ordering::SeqCst);
     if started < crate::config::get().blocking_threads
-        && POOL
+        && pool
             .threads
             .compare_exchange(started, started + 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     {
         let spawned = std::thread::Builder::new()
             .name(format!("corun-blocking-{started}"))
-            .spawn(worker_loop);
+            .spawn(move || worker_loop(pool));
         if let Err(err) = spawned {
-            POOL.threads.fetch_sub(1, Ordering::SeqCst);
+            pool.threads.fetch_sub(1, Ordering::SeqCst);
             log::warn(format_args!("cannot start a blocking-pool thread: {err}"));
         }
     }
     // Otherwise every thread is busy; the job waits its turn.
 }
 
-fn worker_loop() {
+fn worker_loop(pool: &'static Pool) {
+    // The kernel must not pick this thread for the process's signals: they are for the
+    // coroutines (and the calls run here are the blocking pool's, not a thread of the user's).
+    crate::signal::block_all_on_this_thread();
     loop {
-        while let Some(job) = POOL.jobs.pop() {
+        while let Some(job) = pool.jobs.pop() {
             job();
         }
-        let seen = POOL.signal.load(Ordering::SeqCst);
-        POOL.idle.fetch_add(1, Ordering::SeqCst);
-        if POOL.jobs.is_empty() {
-            futex_wait(&POOL.signal, seen);
+        let seen = pool.signal.load(Ordering::SeqCst);
+        pool.idle.fetch_add(1, Ordering::SeqCst);
+        if pool.jobs.is_empty() {
+            futex_wait(&pool.signal, seen);
         }
-        POOL.idle.fetch_sub(1, Ordering::SeqCst);
+        pool.idle.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -96,6 +96,14 @@ pub fn set_worker(worker: &'static Worker, epoch: u64) {
     EPOCH.with(|e| e.set(epoch));
 }
 
+/// In the child of a `fork`: this thread (the child's only one) is no worker and runs no
+/// task any more, even if it forked inside a coroutine (which runs on as a plain thread).
+pub fn forget_in_child() {
+    WORKER.with(|w| w.set(std::ptr::null()));
+    TASK.with(|t| t.set(std::ptr::null()));
+    EPOCH.with(|e| e.set(u64::MAX));
+}
+
 /// Marks `task` as running on this thread until the returned guard drops.
 pub fn enter(task: &Task) -> Entered {
     TASK.with(|t| t.set(task));

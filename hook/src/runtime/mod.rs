@@ -14,6 +14,7 @@
 pub mod blocking;
 pub mod current;
 pub mod dump;
+pub mod fork;
 pub mod reactor;
 pub mod registry;
 pub mod stack;
@@ -22,14 +23,14 @@ pub mod task;
 pub mod timer;
 pub mod worker;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Once, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_queue::SegQueue;
 
 use crate::config::{self, MAX_WORKERS};
 use crate::log;
-use crate::sync::{futex_wait, futex_wake};
+use crate::sync::{futex_wait, futex_wake, SpinLock};
 use task::{Suspend, Task, WaitInfo};
 use worker::Worker;
 
@@ -50,9 +51,18 @@ pub struct Runtime {
     /// Whether idle workers take runnable coroutines from busy ones (`CORUN_STEAL=1` with
     /// per-coroutine identity).
     steal: bool,
+    /// The signal mask of the thread that started the runtime: every worker thread has it
+    /// (as threads spawned from there would), including spares the monitor starts later.
+    signal_mask: libc::sigset_t,
 }
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+/// The runtime, once made (leaked: it lives as long as the process, or until a `fork` child
+/// makes its own, see [`fork`]).
+static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+/// Whether the runtime's threads are up.
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// Held by the thread making and starting the runtime.
+static STARTING: SpinLock<()> = SpinLock::new(());
 /// Offsets of the runtime's `WORKER` and `TASK` thread-locals (see `current::tls_offsets`).
 static TLS_OFFSETS: OnceLock<current::TlsOffsets> = OnceLock::new();
 
@@ -60,18 +70,55 @@ static TLS_OFFSETS: OnceLock<current::TlsOffsets> = OnceLock::new();
 pub fn tls_offsets() -> current::TlsOffsets {
     *TLS_OFFSETS.get_or_init(current::tls_offsets)
 }
-static STARTED: Once = Once::new();
 
 /// The runtime, started on first use (the first spawn).
 pub fn get() -> &'static Runtime {
-    let runtime = RUNTIME.get_or_init(Runtime::new);
-    STARTED.call_once(|| runtime.start());
-    runtime
+    if STARTED.load(Ordering::Acquire) {
+        // SAFETY: published before STARTED was set, and never freed.
+        return unsafe { &*RUNTIME.load(Ordering::Acquire) };
+    }
+    start_once()
 }
 
-/// The runtime if it has started.
+#[cold]
+fn start_once() -> &'static Runtime {
+    let _starting = STARTING.lock();
+    if !STARTED.load(Ordering::Acquire) {
+        // Published before the threads start: they (and hooks they call) look it up.
+        let runtime: &'static Runtime = Box::leak(Box::new(Runtime::new()));
+        RUNTIME.store(runtime as *const Runtime as *mut Runtime, Ordering::Release);
+        runtime.start();
+        STARTED.store(true, Ordering::Release);
+    }
+    // SAFETY: as in `get`.
+    unsafe { &*RUNTIME.load(Ordering::Acquire) }
+}
+
+/// The runtime if it has been made.
 pub fn try_get() -> Option<&'static Runtime> {
-    RUNTIME.get()
+    let runtime = RUNTIME.load(Ordering::Acquire);
+    // SAFETY: never freed once published.
+    (!runtime.is_null()).then(|| unsafe { &*runtime })
+}
+
+/// In the child of a `fork`: forgets the parent's runtime (its threads do not exist here; its
+/// memory is leaked, never touched again), so that the child's first spawn makes its own.
+/// Closes the old reactors' fds (epoll instances the parent goes on using).
+///
+/// # Safety
+/// Only in a forked child, before anything else runs.
+pub(crate) unsafe fn forget_in_child() {
+    // SAFETY: guaranteed by the caller (a thread making the runtime when the parent forked no
+    // longer exists).
+    unsafe { STARTING.reset_in_child(()) };
+    STARTED.store(false, Ordering::Release);
+    let old = RUNTIME.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    if !old.is_null() {
+        // SAFETY: never freed once published.
+        for worker in unsafe { &*old }.all_workers() {
+            worker.reactor().close_in_child();
+        }
+    }
 }
 
 impl Runtime {
@@ -114,6 +161,10 @@ impl Runtime {
                  started coroutine to another thread is unsound"
             ));
         }
+        // SAFETY: an all-zero sigset_t is valid storage; pthread_sigmask only reads the mask.
+        let mut signal_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid out-pointer; no change to the mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut signal_mask) };
         Runtime {
             workers,
             active: AtomicUsize::new(0),
@@ -122,6 +173,7 @@ impl Runtime {
             spawned: AtomicU64::new(0),
             spinning: AtomicUsize::new(0),
             steal,
+            signal_mask,
         }
     }
 
@@ -166,6 +218,14 @@ impl Runtime {
         let spawned = std::thread::Builder::new()
             .name(format!("corun-{kind}-{}", worker.index()))
             .spawn(move || {
+                // SAFETY: a valid mask; pthread_sigmask on the calling thread.
+                unsafe {
+                    libc::pthread_sigmask(
+                        libc::SIG_SETMASK,
+                        &self.signal_mask,
+                        std::ptr::null_mut(),
+                    )
+                };
                 self.entered.fetch_add(1, Ordering::SeqCst);
                 futex_wake(&self.entered, i32::MAX);
                 worker.run(self, epoch);
@@ -251,14 +311,31 @@ pub fn schedule(task: Arc<Task>) {
     owner.schedule(task)
 }
 
-/// Parks the current task until a wake-up for its current wait (or a spurious one: every
-/// caller re-checks its condition). `info` says what it waits for, for dumps.
-pub fn park(current: &current::CurrentTask, info: WaitInfo) {
+/// How a park ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woke {
+    /// A wake-up for the wait (or a spurious one: every caller re-checks its condition).
+    Up,
+    /// A signal interrupted the wait: the call fails with `EINTR` (see [`crate::signal`]).
+    Interrupted,
+}
+
+/// Parks the current task until a wake-up for its current wait. `info` says what it waits
+/// for (for dumps, and whether a signal may interrupt it).
+pub fn park(current: &current::CurrentTask, info: WaitInfo) -> Woke {
     let task = current.task();
     task.set_wait_info(info);
+    let token = task.wait_token();
+    let listed = crate::signal::interrupt::list(current, token, info);
     // SAFETY: `current` is the task running on this thread, so we are on its stack.
     unsafe { task.suspend(Suspend::Park) };
+    drop(listed);
     task.set_wait_info(WaitInfo::None);
+    if task.take_interrupt(token) {
+        Woke::Interrupted
+    } else {
+        Woke::Up
+    }
 }
 
 /// Puts the current task at the back of its worker's queue.
@@ -267,15 +344,19 @@ pub fn yield_now(current: &current::CurrentTask) {
     unsafe { current.task().suspend(Suspend::Yield) };
 }
 
-/// Suspends the current task until `deadline` (monotonic ns).
-pub fn sleep_until(current: &current::CurrentTask, deadline: u64) {
+/// Suspends the current task until `deadline` (monotonic ns). `Err(left)`: a signal
+/// interrupted the sleep with `left` ns to go.
+pub fn sleep_until(current: &current::CurrentTask, deadline: u64) -> Result<(), u64> {
     loop {
-        if timer::now_ns() >= deadline {
-            return;
+        let now = timer::now_ns();
+        if now >= deadline {
+            return Ok(());
         }
         let token = current.task().begin_wait();
         current.worker().add_timer(deadline, current.arc(), token);
-        park(current, WaitInfo::Sleep { deadline });
+        if park(current, WaitInfo::Sleep { deadline }) == Woke::Interrupted {
+            return Err(deadline.saturating_sub(timer::now_ns()));
+        }
     }
 }
 

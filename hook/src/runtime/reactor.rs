@@ -73,6 +73,16 @@ impl Reactor {
         }
     }
 
+    /// In the child of a `fork`: closes the child's copies of the epoll instance and the
+    /// eventfd (the parent goes on using them; the child makes reactors of its own).
+    pub fn close_in_child(&self) {
+        // SAFETY: our own fds; the reactor is never used again in this process.
+        unsafe {
+            crate::real::close(self.epoll);
+            crate::real::close(self.waker);
+        }
+    }
+
     /// Removes `fd` (before it is closed: a dup'd descriptor would keep the registration).
     pub fn deregister(&self, fd: c_int) {
         // SAFETY: a null event is allowed for EPOLL_CTL_DEL; errors (not registered) are fine.

@@ -25,6 +25,17 @@ pub fn enable() {
     ENABLED.store(true, Ordering::SeqCst);
 }
 
+/// In the child of a `fork`: forgets the parent's tasks.
+///
+/// # Safety
+/// Only in a forked child, before anything else runs (see `fork`).
+pub unsafe fn reset_in_child() {
+    for shard in &SHARDS_TABLE {
+        // SAFETY: guaranteed by the caller; the parent's tasks are leaked, never dropped here.
+        unsafe { shard.reset_in_child(None) };
+    }
+}
+
 /// Records a new task.
 pub fn insert(task: &Arc<Task>) {
     if ENABLED.load(Ordering::Relaxed) {

@@ -24,8 +24,17 @@ use crate::log;
 use crate::sync::{futex_wait_timeout, futex_wake};
 use corun::raw_syscall;
 
-/// Bumped by the dump signal handler; the monitor waits on it.
+/// Bumped by the dump signal handler.
 static DUMP_REQUESTS: AtomicU32 = AtomicU32::new(0);
+/// Rung (bumped) by signal handlers that have work for the monitor; it waits on this word.
+static BELL: AtomicU32 = AtomicU32::new(0);
+
+/// Wakes the monitor to look at dump requests and signals that arrived (async-signal-safe:
+/// an atomic add and a raw futex wake).
+pub fn ring() {
+    BELL.fetch_add(1, Ordering::SeqCst);
+    futex_wake(&BELL, 1);
+}
 /// Dumps written so far.
 static DUMPS_PRINTED: AtomicU64 = AtomicU64::new(0);
 
@@ -63,7 +72,8 @@ fn install_dump_handler(signal: i32) {
         action.sa_sigaction = on_dump_signal as *const () as usize;
         action.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
-        if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+        // The real one: the hook's own `sigaction` would put the trampoline in front.
+        if crate::real::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
             log::warn(format_args!(
                 "cannot install the dump handler for signal {signal}"
             ));
@@ -73,10 +83,13 @@ fn install_dump_handler(signal: i32) {
 
 extern "C" fn on_dump_signal(_: libc::c_int) {
     DUMP_REQUESTS.fetch_add(1, Ordering::SeqCst);
-    futex_wake(&DUMP_REQUESTS, 1);
+    ring();
 }
 
 fn monitor(runtime: &'static Runtime) {
+    // The kernel must not pick the monitor for the process's signals (the dump signal's
+    // handler runs on another thread, and rings the monitor).
+    crate::signal::block_all_on_this_thread();
     let config = config::get();
     let tick = if config.stuck_ms == 0 {
         Duration::from_millis(250)
@@ -88,11 +101,14 @@ fn monitor(runtime: &'static Runtime) {
     // Per worker slot: what the worker ran when last looked at, since when, and whether that
     // incident was reported.
     let mut watch = vec![Watch::default(); runtime.all_workers().len()];
+    let mut rung = BELL.load(Ordering::SeqCst);
     loop {
-        let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
-        if requests == dumps_done {
-            futex_wait_timeout(&DUMP_REQUESTS, requests, tick);
+        let bell = BELL.load(Ordering::SeqCst);
+        if bell == rung {
+            futex_wait_timeout(&BELL, bell, tick);
         }
+        rung = BELL.load(Ordering::SeqCst);
+        crate::signal::interrupt::deliver();
         let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
         if requests != dumps_done {
             dumps_done = requests;

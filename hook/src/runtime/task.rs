@@ -162,6 +162,8 @@ pub struct Task {
     state: AtomicU8,
     /// Incremented by every wait; a wake-up names the wait it is for.
     wait_seq: AtomicU64,
+    /// The wait a signal interrupted (0: none), see [`Task::interrupt`].
+    interrupted: AtomicU64,
     /// `RUNNING`, `RUNNING_JOINED` (a thread waits on this futex word) or `FINISHED`.
     finished: AtomicU32,
     /// A coroutine waiting in `join`, with the wait it is in.
@@ -232,6 +234,7 @@ impl Task {
             worker: AtomicUsize::new(NO_WORKER),
             state: AtomicU8::new(IDLE),
             wait_seq: AtomicU64::new(0),
+            interrupted: AtomicU64::new(0),
             finished: AtomicU32::new(0),
             joiner: SpinLock::new(None),
             wait: WaitCell::default(),
@@ -264,8 +267,16 @@ impl Task {
                 if isolated {
                     crate::identity::start_on_area();
                 }
+                let born = super::fork::generation();
                 // SAFETY: the front-end's entry takes its data back exactly once and never unwinds.
                 unsafe { entry(data.0) };
+                if super::fork::generation() != born {
+                    // A fork inside this coroutine made this process, whose one thread the
+                    // coroutine was: its end is the end of the process, as when the last
+                    // thread returns. (glibc counts this identity as the process's thread, so
+                    // the exit is made here, not on the worker's.)
+                    super::fork::last_thread_returned();
+                }
                 if isolated {
                     crate::identity::finish_on_area();
                 }
@@ -396,6 +407,27 @@ impl Task {
         let token = self.wait_seq.load(Ordering::Relaxed) + 1;
         self.wait_seq.store(token, Ordering::Release);
         token
+    }
+
+    /// The wait the task is in (or was last in).
+    pub fn wait_token(&self) -> u64 {
+        self.wait_seq.load(Ordering::Acquire)
+    }
+
+    /// Ends wait `token` as interrupted by a signal: like [`wake`](Self::wake), and the wait
+    /// learns it was interrupted ([`take_interrupt`](Self::take_interrupt)).
+    pub fn interrupt(self: &Arc<Self>, token: u64) -> bool {
+        self.interrupted.store(token, Ordering::Release);
+        self.wake(token)
+    }
+
+    /// Whether a signal interrupted wait `token` (asked once, when it is over).
+    pub fn take_interrupt(&self, token: u64) -> bool {
+        self.interrupted.load(Ordering::Acquire) == token
+            && self
+                .interrupted
+                .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Wakes the task if it is still in wait `token`. Returns true if the caller must queue it

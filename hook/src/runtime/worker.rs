@@ -17,6 +17,7 @@ use corun::coroutine::CoroutineResult;
 use crossbeam_queue::SegQueue;
 
 use super::current;
+use super::fork;
 use super::reactor::{Event, Reactor};
 use super::task::{Resume, Suspend, Task};
 use super::timer::{now_ns, Timers};
@@ -71,6 +72,9 @@ pub struct Worker {
     /// An idle worker asking for some of this one's runnable tasks (`CORUN_STEAL=1`): its
     /// index + 1, or 0. Answered by this worker's loop at its next pick (see `share`).
     steal_request: AtomicUsize,
+    /// The process generation it was made in ([`fork::generation`]): in the child of a fork
+    /// made inside one of its coroutines, the loop ends as soon as control comes back to it.
+    born: u64,
 }
 
 // SAFETY: `local` is only touched from the thread that runs the loop as the current owner
@@ -107,6 +111,7 @@ impl Worker {
             trace_done: AtomicU32::new(0),
             tid: AtomicI32::new(0),
             steal_request: AtomicUsize::new(0),
+            born: fork::generation(),
         })
     }
 
@@ -231,7 +236,7 @@ impl Worker {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut since_poll = 0u32;
         let mut picks = 0u32;
-        while self.owner.load(Ordering::SeqCst) == epoch {
+        while self.owner.load(Ordering::SeqCst) == epoch && self.born == fork::generation() {
             self.answer_trace_request();
             picks = picks.wrapping_add(1);
             if let Some(task) = self.next_task(runtime, picks) {
@@ -423,6 +428,14 @@ impl Worker {
             }
             co.resume(Resume::Run)
         };
+        if self.born != fork::generation() {
+            // The child of a fork made in this coroutine, which ran on as the child's one
+            // thread and has now returned: nothing of this runtime is left to wake or queue
+            // (its joiner, say, exists only in the parent), so the thread ends here (and with
+            // it, as the last thread, the process), leaking the task.
+            std::mem::forget(task);
+            return;
+        }
         task.set_stopped();
         // Clear the monitor's view only if it still shows this task (after a hand-off another
         // thread may be running one of this worker's tasks by now; losing that race only

@@ -206,6 +206,28 @@ pub fn trim_pool(keep: usize) {
     slab::trim_all(keep)
 }
 
+/// Takes the stack pool's locks (the slabs', then the overflow registry's) and keeps them
+/// across a `fork`, so that the child does not inherit one held in the middle of a change by
+/// a thread it does not have. Call [`after_fork`] in both processes.
+#[doc(hidden)]
+pub fn before_fork() {
+    slab::hold_all();
+    super::overflow::hold_registry();
+}
+
+/// Releases what [`before_fork`] took (in the parent, and in the child).
+///
+/// # Safety
+/// The calling thread called `before_fork`, and the `fork` it was for has returned.
+#[doc(hidden)]
+pub unsafe fn after_fork() {
+    // SAFETY: held by this thread since `before_fork`.
+    unsafe {
+        super::overflow::release_registry();
+        slab::release_all();
+    }
+}
+
 /// Sets the function that sees the reserve (`low`, `high`) of an idle stack made with
 /// [`DefaultStack::with_reserve`] just before its memory is given back to the system, or
 /// before a stack with a mapping of its own is unmapped. It runs on the thread that trims (or

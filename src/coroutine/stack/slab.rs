@@ -164,6 +164,37 @@ static SLABS: [[AtomicPtr<Slab>; RESERVES]; CLASSES] =
 /// Held while a slab is created (slabs are never freed).
 static CREATING: SpinLock<()> = SpinLock::new(());
 
+/// Every slab, in one fixed order.
+fn every_slab() -> impl Iterator<Item = &'static Slab> {
+    SLABS.iter().flatten().filter_map(|cell| {
+        let slab = cell.load(Ordering::Acquire);
+        // SAFETY: slabs are leaked boxes, published once and never freed.
+        (!slab.is_null()).then(|| unsafe { &*slab })
+    })
+}
+
+/// Takes the slabs' locks (creation, then each slab's state: the order the code takes them
+/// in) and keeps them, across a `fork`.
+pub(super) fn hold_all() {
+    CREATING.hold();
+    for slab in every_slab() {
+        slab.state.hold();
+    }
+}
+
+/// Releases what [`hold_all`] took.
+///
+/// # Safety
+/// The calling thread called `hold_all` (before a `fork`).
+pub(super) unsafe fn release_all() {
+    for slab in every_slab() {
+        // SAFETY: held by this thread since `hold_all`.
+        unsafe { slab.state.release() };
+    }
+    // SAFETY: as above.
+    unsafe { CREATING.release() };
+}
+
 /// Rounds a requested size up to its class: a power of two ≥ 16 KiB, or a page multiple above
 /// the largest class.
 pub(super) fn size_class(size: usize) -> io::Result<usize> {
