@@ -287,6 +287,14 @@ const FD_CALLS: &[(&str, CaseFn)] =
         ("recv-dontwait", |f, r| recv_with(f, r, libc::MSG_DONTWAIT)),
         ("recv-peek", |f, r| recv_with(f, r, libc::MSG_PEEK)),
         ("recv-errqueue", |f, r| recv_with(f, r, libc::MSG_ERRQUEUE)),
+        ("recv-zero", |f, r| {
+            let fd = fd_of(f);
+            let mut buf = [0u8; 1];
+            // SAFETY: a valid buffer, zero bytes of it.
+            r.call("recv0", false, || unsafe {
+                libc::recv(fd, buf.as_mut_ptr().cast(), 0, 0)
+            });
+        }),
         ("recv-bad-buffer", |f, r| {
             let fd = fd_of(f);
             // SAFETY: deliberately a bad buffer: the kernel checks it.
@@ -318,6 +326,14 @@ const FD_CALLS: &[(&str, CaseFn)] =
         ("recvmsg-errqueue", |f, r| {
             recvmsg_with(f, r, libc::MSG_ERRQUEUE)
         }),
+        ("recvmsg-zero", |f, r| {
+            let fd = fd_of(f);
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid header with no iovecs.
+            r.call("recvmsg0", false, || unsafe {
+                libc::recvmsg(fd, &mut msg, 0)
+            });
+        }),
         ("recvmsg-null", |f, r| {
             let fd = fd_of(f);
             // SAFETY: deliberately a null header: the kernel checks it.
@@ -340,6 +356,13 @@ const FD_CALLS: &[(&str, CaseFn)] =
             // SAFETY: a valid buffer.
             r.call("send", false, || unsafe {
                 libc::send(fd, b"abc".as_ptr().cast(), 3, libc::MSG_NOSIGNAL)
+            });
+        }),
+        ("send-zero", |f, r| {
+            let fd = fd_of(f);
+            // SAFETY: a valid buffer, zero bytes of it.
+            r.call("send0", false, || unsafe {
+                libc::send(fd, b"abc".as_ptr().cast(), 0, libc::MSG_NOSIGNAL)
             });
         }),
         ("send-bad-buffer", |f, r| {
@@ -437,6 +460,19 @@ const FD_CALLS: &[(&str, CaseFn)] =
                     )
                 } as isize);
             }
+        }),
+        ("connect-unanswered", |f, r| {
+            let fd = fd_of(f);
+            let target = Fixture::unanswering_listener();
+            let addr = loopback(target.port);
+            // SAFETY: a valid address of the size given.
+            r.call("connect", false, || unsafe {
+                libc::connect(
+                    fd,
+                    (&addr as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                )
+            } as isize);
         }),
         ("connect-refused-twice", |f, r| {
             let fd = fd_of(f);

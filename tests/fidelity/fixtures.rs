@@ -37,8 +37,13 @@ pub enum Kind {
     TcpListening,
     /// A listening TCP socket with one connection pending.
     TcpPending,
+    /// A TCP socket whose connect is in progress (blocking again, as the user left it): its
+    /// listener's accept queue is full, so the SYN goes unanswered.
+    TcpConnecting,
     /// A connected TCP socket, "hello" sent by the peer.
     TcpConnected,
+    /// A connected TCP socket with nothing to read.
+    TcpIdle,
     /// A connected TCP socket whose peer closed (end of file).
     TcpPeerClosed,
     /// A connected TCP socket whose peer reset the connection.
@@ -51,7 +56,7 @@ pub enum Kind {
     Udp,
 }
 
-pub const KINDS: [Kind; 20] = [
+pub const KINDS: [Kind; 22] = [
     Kind::Minus1,
     Kind::Unused,
     Kind::Closed,
@@ -66,7 +71,9 @@ pub const KINDS: [Kind; 20] = [
     Kind::TcpFresh,
     Kind::TcpListening,
     Kind::TcpPending,
+    Kind::TcpConnecting,
     Kind::TcpConnected,
+    Kind::TcpIdle,
     Kind::TcpPeerClosed,
     Kind::TcpReset,
     Kind::TcpShutdown,
@@ -343,6 +350,43 @@ impl Fixture {
                     owned: std::cell::Cell::new(true),
                 }
             }
+            Kind::TcpConnecting => {
+                let mut full = Fixture::unanswering_listener();
+                let port = full.port;
+                let fd = tcp_socket();
+                // SAFETY: fcntl on a socket we own.
+                check(
+                    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) },
+                    "fcntl",
+                );
+                let rc = connect_to(fd, port);
+                let err = std::io::Error::last_os_error().raw_os_error();
+                assert!(
+                    rc == -1 && err == Some(libc::EINPROGRESS),
+                    "fixture: connect to a full listener: {rc} {err:?}"
+                );
+                // SAFETY: as above.
+                check(unsafe { libc::fcntl(fd, libc::F_SETFL, 0) }, "fcntl");
+                // The listener and its filler now belong to this fixture.
+                let mut keep = std::mem::take(&mut full.keep);
+                keep.push(full.fd);
+                full.owned.set(false);
+                Fixture {
+                    fd,
+                    keep,
+                    port,
+                    owned: std::cell::Cell::new(true),
+                }
+            }
+            Kind::TcpIdle => {
+                let (client, server, listen, port) = tcp_pair();
+                Fixture {
+                    fd: client,
+                    keep: vec![server, listen],
+                    port,
+                    owned: std::cell::Cell::new(true),
+                }
+            }
             Kind::TcpConnected => {
                 let (client, server, listen, port) = tcp_pair();
                 write_all(server, b"hello");
@@ -452,6 +496,23 @@ impl Fixture {
                 }
                 simple(fd)
             }
+        }
+    }
+
+    /// A listening TCP socket that answers no new connection: its accept queue (backlog 0)
+    /// holds one connection already, so the kernel drops the SYNs of the next ones and their
+    /// connects stay under way.
+    pub fn unanswering_listener() -> Fixture {
+        let (listen, port) = listener();
+        // SAFETY: a listening socket; a backlog of 0 holds one connection.
+        check(unsafe { libc::listen(listen, 0) }, "listen 0");
+        let filler = tcp_socket();
+        check(connect_to(filler, port), "connect filler");
+        Fixture {
+            fd: listen,
+            keep: vec![filler],
+            port,
+            owned: std::cell::Cell::new(true),
         }
     }
 

@@ -105,6 +105,13 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c
                 let (addr, addrlen) = (std::ptr::null_mut(), std::ptr::null_mut());
                 direct::recvfrom(fd, at, len - done, flags, addr, addrlen)
             })
+            .map(|n| {
+                if len == 0 {
+                    transfer::zero_length_receive(fd, n)
+                } else {
+                    n
+                }
+            })
             .unwrap_or_else(|_| plain())
         }
         _ => plain(),
@@ -131,10 +138,27 @@ pub unsafe extern "C" fn recvfrom(
             socket_io(fd, entry, &task, Dir::Read, Whole::First, |_| {
                 direct::recvfrom(fd, buf, len, flags | libc::MSG_DONTWAIT, addr, addrlen)
             })
+            .map(|n| {
+                if len == 0 {
+                    transfer::zero_length_receive(fd, n)
+                } else {
+                    n
+                }
+            })
             .unwrap_or_else(|_| plain())
         }
         _ => plain(),
     })
+}
+
+/// Whether `msg` (which the kernel has accepted) asks for zero bytes.
+fn receives_nothing(msg: *const msghdr) -> bool {
+    // SAFETY: a fault-safe read of a plain C struct.
+    let Some(header) = (unsafe { corun::user_memory::read::<msghdr>(msg as usize) }) else {
+        return false;
+    };
+    let count = c_int::try_from(header.msg_iovlen).unwrap_or(c_int::MAX);
+    iov_copy(header.msg_iov, count).is_some_and(|iov| total_len(&iov) == 0)
 }
 
 /// Interposed `recvmsg(2)`.
@@ -149,6 +173,13 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
         Mode::Socket(entry, task) if flags & NO_WAIT == 0 => {
             socket_io(fd, entry, &task, Dir::Read, Whole::First, |_| {
                 direct::recvmsg(fd, msg, flags | libc::MSG_DONTWAIT)
+            })
+            .map(|n| {
+                if n == -1 && super::errno() == libc::EAGAIN && receives_nothing(msg) {
+                    transfer::zero_length_receive(fd, n)
+                } else {
+                    n
+                }
             })
             .unwrap_or_else(|_| plain())
         }
@@ -167,12 +198,20 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
         |done: usize| unsafe { real::write(fd, buf.cast::<u8>().add(done).cast(), count - done) };
     let nowait = |done: usize| direct::rw_nowait(fd, Dir::Write, one(buf, count, done).as_ptr(), 1);
     guard(&"write", |task| match mode(task, fd, Dir::Write) {
-        // As for `read`: only `write` asks the driver or protocol about zero bytes.
-        _ if count == 0 => plain(0),
+        // A stream socket still connecting makes even a zero-byte write wait (for the
+        // connection, within the send timeout), so sockets take the usual loop. `pwritev2`
+        // would answer 0 for zero bytes without asking the socket; the plain call asks it (the
+        // socket is non-blocking in the kernel).
+        Mode::Socket(entry, task) if count == 0 => {
+            socket_io(fd, entry, &task, Dir::Write, Whole::All(0), plain)
+                .unwrap_or_else(|_| plain(0))
+        }
         Mode::Socket(entry, task) => {
             socket_io(fd, entry, &task, Dir::Write, Whole::All(count), nowait)
                 .unwrap_or_else(|_| plain(0))
         }
+        // As for `read`: only `write` asks the driver about zero bytes.
+        _ if count == 0 => plain(0),
         // Without RWF_NOWAIT (a tty), at most PIPE_BUF bytes a call: `poll` promises that much
         // room, so the call cannot block the worker.
         Mode::Pollable(entry, current) => pollable_io(

@@ -134,8 +134,8 @@ pub unsafe extern "C" fn accept4(
 }
 
 /// Interposed `connect(2)`. For a blocking socket, waits (suspending the coroutine) until the
-/// connection is made or fails; the send timeout bounds the wait (`EINPROGRESS`, as Linux).
-/// Once the socket is writable, `connect` is called again: the kernel then answers as a
+/// connection is made or fails; the send timeout bounds the wait (`EINPROGRESS`, as Linux, or
+/// `EALREADY` when a connect was already under way). Once the socket is writable, `connect` is called again: the kernel then answers as a
 /// blocking `connect` would have (0, or why it failed) and moves the socket on to connected or
 /// unconnected, so a later `connect` says `EISCONN`, or tries again, as it would after libc's.
 ///
@@ -156,8 +156,11 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: sock
             if plain() == 0 {
                 return 0;
             }
-            match errno() {
-                libc::EINPROGRESS => {}
+            // What a blocking connect says when the send timeout ends the wait: EINPROGRESS
+            // for the connect that started it, EALREADY for one made while it was under way.
+            let timed_out = errno();
+            match timed_out {
+                libc::EINPROGRESS | libc::EALREADY => {}
                 libc::EAGAIN => {
                     // A Unix socket whose listener's backlog is full: a blocking connect waits.
                     if deadline != 0 && timer::now_ns() >= deadline {
@@ -177,7 +180,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, addrlen: sock
                 match wait(fd, entry, Dir::Write, seen, generation, deadline, &task) {
                     Wait::Ready => {}
                     Wait::TimedOut => {
-                        set_errno(libc::EINPROGRESS);
+                        set_errno(timed_out);
                         return -1;
                     }
                     Wait::Closed => {

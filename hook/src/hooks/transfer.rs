@@ -71,6 +71,32 @@ fn give_up(done: usize, outcome: Wait) -> isize {
     -1
 }
 
+/// The answer to a blocking zero-byte receive whose wait ran out (`n` -1, `EAGAIN`): a
+/// stream socket (TCP, Unix stream) says 0 then — its receive loop ends on the length, not the
+/// timeout — where a datagram socket says `EAGAIN`. Any other `n` is returned as it is.
+pub fn zero_length_receive(fd: c_int, n: isize) -> isize {
+    if n != -1 || errno() != libc::EAGAIN {
+        return n;
+    }
+    let mut kind: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: valid out-pointers of the size given.
+    let rc = unsafe {
+        real::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && kind == libc::SOCK_STREAM {
+        return 0;
+    }
+    set_errno(libc::EAGAIN);
+    -1
+}
+
 /// Carries out a call on a managed socket that the caller wants to block: `attempt(done)`
 /// makes the non-blocking call for the bytes from offset `done`.
 pub fn socket_io(
