@@ -154,6 +154,18 @@ fn read_into(report: &mut Report, label: &str, fd: c_int, len: usize) {
     }
 }
 
+/// `connect(fd, addr)`, reported under `label`.
+fn connect_loopback(r: &mut Report, label: &str, fd: c_int, addr: &libc::sockaddr_in) {
+    // SAFETY: a valid address of the size given.
+    r.call(label, false, || unsafe {
+        libc::connect(
+            fd,
+            (addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    } as isize);
+}
+
 /// A listener of this case's own (for `connect`): its fd and port.
 fn own_listener() -> Fixture {
     Fixture::new(Kind::TcpListening)
@@ -437,42 +449,21 @@ const FD_CALLS: &[(&str, CaseFn)] =
             let fd = fd_of(f);
             let target = own_listener();
             let addr = loopback(target.port);
-            // SAFETY: a valid address of the size given.
-            r.call("connect", false, || unsafe {
-                libc::connect(
-                    fd,
-                    (&addr as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                )
-            } as isize);
+            connect_loopback(r, "connect", fd, &addr);
         }),
         ("connect-twice", |f, r| {
             let fd = fd_of(f);
             let target = own_listener();
             let addr = loopback(target.port);
             for label in ["connect1", "connect2"] {
-                // SAFETY: a valid address of the size given.
-                r.call(label, false, || unsafe {
-                    libc::connect(
-                        fd,
-                        (&addr as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as u32,
-                    )
-                } as isize);
+                connect_loopback(r, label, fd, &addr);
             }
         }),
         ("connect-unanswered", |f, r| {
             let fd = fd_of(f);
             let target = Fixture::unanswering_listener();
             let addr = loopback(target.port);
-            // SAFETY: a valid address of the size given.
-            r.call("connect", false, || unsafe {
-                libc::connect(
-                    fd,
-                    (&addr as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                )
-            } as isize);
+            connect_loopback(r, "connect", fd, &addr);
         }),
         ("connect-refused-twice", |f, r| {
             let fd = fd_of(f);
@@ -482,14 +473,7 @@ const FD_CALLS: &[(&str, CaseFn)] =
             };
             let addr = loopback(port);
             for label in ["connect1", "connect2"] {
-                // SAFETY: a valid address of the size given.
-                r.call(label, false, || unsafe {
-                    libc::connect(
-                        fd,
-                        (&addr as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as u32,
-                    )
-                } as isize);
+                connect_loopback(r, label, fd, &addr);
             }
         }),
         ("connect-bad-address", |f, r| {
