@@ -88,8 +88,21 @@ pub struct AbiV1 {
     /// Runs `f(data)` on the runtime's blocking pool and suspends the calling coroutine until
     /// it returns; outside a coroutine, calls it directly. `f` must not unwind.
     pub unblock: unsafe extern "C" fn(f: UnblockFn, data: *mut c_void),
-    /// Fills `*out` with the runtime's counters.
+    /// Fills `*out` with the runtime's counters: the fields up to `runnable` (the first
+    /// layout of [`StatsV1`]); see `stats_sized` for the rest.
     pub stats: unsafe extern "C" fn(out: *mut StatsV1),
+    /// Fills the first `size` bytes of `*out` (at most `size_of::<StatsV1>()` as the runtime
+    /// knows it): a caller built with fewer fields gets those. Present when `size` of this
+    /// table covers it (runtimes since the stuck and deadlock counters).
+    pub stats_sized: unsafe extern "C" fn(out: *mut StatsV1, size: usize),
+}
+
+impl AbiV1 {
+    /// Whether the table (of `self.size` bytes, as the runtime built it) has `stats_sized`.
+    pub fn has_stats_sized(&self) -> bool {
+        self.size as usize
+            >= std::mem::offset_of!(AbiV1, stats_sized) + std::mem::size_of::<usize>()
+    }
 }
 
 /// The most workers [`StatsV1`] reports run-queue lengths for.
@@ -121,7 +134,15 @@ pub struct StatsV1 {
     pub workers: u32,
     /// Runnable coroutines queued on each worker.
     pub runnable: [u32; STATS_MAX_WORKERS],
+    // Fields after `runnable` are filled by `stats_sized` only.
+    /// Stuck-worker incidents so far.
+    pub stuck_incidents: u64,
+    /// Deadlocks reported so far.
+    pub deadlocks: u64,
 }
+
+/// The bytes of [`StatsV1`] that `AbiV1::stats` fills (its first layout).
+pub const STATS_V1_FIRST_SIZE: usize = std::mem::offset_of!(StatsV1, stuck_incidents);
 
 /// A function for [`AbiV1::unblock`]; it must not unwind.
 pub type UnblockFn = unsafe extern "C" fn(data: *mut c_void);

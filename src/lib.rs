@@ -34,6 +34,8 @@
 #[doc(hidden)]
 pub mod abi;
 mod client;
+#[doc(hidden)]
+pub mod control;
 pub mod coroutine;
 #[doc(hidden)]
 pub mod raw_syscall;

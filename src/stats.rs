@@ -26,8 +26,13 @@ pub struct Stats {
     pub context_switches: u64,
     /// Threads in the blocking pool (DNS, `corun::unblock`).
     pub blocking_threads: u64,
-    /// Coroutine dumps printed so far (see `CORUN_DUMP`).
+    /// Coroutine dumps printed so far (see `CORUN_DUMP`, `corun dump`).
     pub dumps: u64,
+    /// Stuck-worker incidents so far: coroutines that ran longer than `CORUN_STUCK_MS`
+    /// without switching (each warned about once).
+    pub stuck_incidents: u64,
+    /// Deadlocks reported so far (see `CORUN_DEADLOCK`).
+    pub deadlocks: u64,
 }
 
 impl Stats {
@@ -42,7 +47,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "coroutines: {} live ({} spawned, {} started, {} finished); runnable per worker: {:?}; \
-             waiting: {} on fds, {} on futexes; {} context switches; {} pooled stacks; {} blocking threads",
+             waiting: {} on fds, {} on futexes; {} context switches; {} pooled stacks; {} blocking threads; \
+             {} stuck-worker incidents",
             self.live(),
             self.spawned,
             self.started,
@@ -52,7 +58,8 @@ impl fmt::Display for Stats {
             self.futex_waiters,
             self.context_switches,
             self.pooled_stacks,
-            self.blocking_threads
+            self.blocking_threads,
+            self.stuck_incidents
         )
     }
 }
@@ -79,9 +86,17 @@ pub fn stats() -> Option<Stats> {
         dumps: 0,
         workers: 0,
         runnable: [0; STATS_MAX_WORKERS],
+        stuck_incidents: 0,
+        deadlocks: 0,
     };
-    // SAFETY: a valid out-pointer for the duration of the call.
-    unsafe { (abi.stats)(&mut raw) };
+    if abi.has_stats_sized() {
+        // SAFETY: a valid out-pointer of the size given, for the duration of the call.
+        unsafe { (abi.stats_sized)(&mut raw, std::mem::size_of::<StatsV1>()) };
+    } else {
+        // SAFETY: a valid out-pointer for the duration of the call; an older runtime fills
+        // the first layout only, and the later fields stay 0.
+        unsafe { (abi.stats)(&mut raw) };
+    }
     let workers = (raw.workers as usize).min(STATS_MAX_WORKERS);
     Some(Stats {
         spawned: raw.spawned,
@@ -97,5 +112,7 @@ pub fn stats() -> Option<Stats> {
         context_switches: raw.context_switches,
         blocking_threads: raw.blocking_threads,
         dumps: raw.dumps,
+        stuck_incidents: raw.stuck_incidents,
+        deadlocks: raw.deadlocks,
     })
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use corun::abi::{
     AbiV1, EntryFn, ErrorBuf, SpawnOptions, StatsV1, TaskHandle, UnblockFn, STATS_MAX_WORKERS,
-    VERSION,
+    STATS_V1_FIRST_SIZE, VERSION,
 };
 
 use crate::config;
@@ -26,6 +26,7 @@ static TABLE: AbiV1 = AbiV1 {
     task_id,
     unblock,
     stats,
+    stats_sized,
 };
 
 /// The one symbol the front-end looks up.
@@ -107,11 +108,15 @@ unsafe extern "C" fn join(handle: TaskHandle) {
                 while !target.is_finished() {
                     let token = current.task().begin_wait();
                     if target.add_joiner(current.arc(), token) {
+                        let _counted = runtime::deadlock::joining();
                         runtime::park(&current, WaitInfo::Join { id: target.id() });
                     }
                 }
             }
-            None => target.wait_finished_blocking(),
+            None => {
+                let _visible = runtime::deadlock::thread_waits(WaitInfo::Join { id: target.id() });
+                target.wait_finished_blocking();
+            }
         }
     })
 }
@@ -170,35 +175,48 @@ unsafe extern "C" fn unblock(f: UnblockFn, data: *mut c_void) {
 }
 
 unsafe extern "C" fn stats(out: *mut StatsV1) {
-    guard_abi("corun_stats", || {
+    // SAFETY: the front-end passes a valid out-pointer to the first layout of StatsV1.
+    unsafe { fill_stats("corun_stats", out, STATS_V1_FIRST_SIZE) }
+}
+
+unsafe extern "C" fn stats_sized(out: *mut StatsV1, size: usize) {
+    // SAFETY: the front-end passes an out-pointer with `size` writable bytes.
+    unsafe { fill_stats("corun_stats_sized", out, size) }
+}
+
+/// Writes the first `size` bytes (at most the whole struct) of the counters to `out`.
+///
+/// # Safety
+/// `out` must have `size` writable bytes.
+unsafe fn fill_stats(name: &'static str, out: *mut StatsV1, size: usize) {
+    guard_abi(name, || {
+        let c = runtime::counters::gather(runtime::try_get());
         let mut stats = StatsV1 {
-            spawned: 0,
-            started: 0,
-            finished: 0,
-            context_switches: 0,
-            fd_waiters: crate::fd::waiters() as u64,
-            futex_waiters: crate::futex::waiting() as u64,
-            pooled_stacks: corun::coroutine::pooled_stacks() as u64,
-            blocking_threads: runtime::blocking::threads() as u64,
-            dumps: runtime::sysmon::dumps_printed(),
-            workers: 0,
+            spawned: c.spawned,
+            started: c.started,
+            finished: c.finished,
+            context_switches: c.switches,
+            fd_waiters: c.fd_waiters,
+            futex_waiters: c.futex_waiters,
+            pooled_stacks: c.pooled_stacks,
+            blocking_threads: c.blocking_threads,
+            dumps: c.dumps,
+            workers: c.runnable.len().min(STATS_MAX_WORKERS) as u32,
             runnable: [0; STATS_MAX_WORKERS],
+            stuck_incidents: c.stuck_incidents,
+            deadlocks: c.deadlocks,
         };
-        if let Some(rt) = runtime::try_get() {
-            stats.spawned = rt.spawned();
-            let workers = rt.workers();
-            stats.workers = workers.len().min(STATS_MAX_WORKERS) as u32;
-            for (i, worker) in workers.iter().enumerate() {
-                let w = worker.stats();
-                stats.started += w.started;
-                stats.finished += w.finished;
-                stats.context_switches += w.switches;
-                if i < STATS_MAX_WORKERS {
-                    stats.runnable[i] = w.runnable.min(u32::MAX as usize) as u32;
-                }
-            }
+        for (slot, &n) in stats.runnable.iter_mut().zip(&c.runnable) {
+            *slot = n.min(u32::MAX as usize) as u32;
         }
-        // SAFETY: the front-end passes a valid out-pointer.
-        unsafe { *out = stats };
+        let n = size.min(std::mem::size_of::<StatsV1>());
+        // SAFETY: `n` bytes fit in both: the caller's buffer (guaranteed) and `stats`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&stats as *const StatsV1).cast::<u8>(),
+                out.cast::<u8>(),
+                n,
+            )
+        };
     })
 }

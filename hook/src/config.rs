@@ -45,10 +45,30 @@ pub struct Config {
     /// (`CORUN_STEAL`; default off). Only with isolated identity, which makes moving a started
     /// coroutine sound; with `CORUN_TLS=shared` it is ignored with a warning.
     pub steal: bool,
+    /// The format of signal-triggered dumps (`CORUN_DUMP_FORMAT`: text or json; default text).
+    pub dump_json: bool,
+    /// Whether the process answers `corun dump PID` on its control socket (`CORUN_CONTROL`;
+    /// default 1).
+    pub control: bool,
+    /// What a detected deadlock does (`CORUN_DEADLOCK`: warn, abort or off; default warn).
+    pub deadlock: Deadlock,
+    /// Print a scheduler trace line every this many ms (`CORUN_TRACE=sched:MS`; default off).
+    pub trace_ms: Option<u64>,
+}
+
+/// What the runtime does when every coroutine waits for something nothing can bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadlock {
+    /// Print the report and the dump once, and let the program sit.
+    Warn,
+    /// Print them, then exit with status 2 (as Go does).
+    Abort,
+    /// Do not look.
+    Off,
 }
 
 /// Every variable the runtime reads (the launcher's `CORUN_HOOK` too, so it is not "unknown").
-pub const VARIABLES: [&str; 13] = [
+pub const VARIABLES: [&str; 17] = [
     "CORUN_WORKERS",
     "CORUN_STACK_SIZE",
     "CORUN_STACK_POOL",
@@ -61,6 +81,10 @@ pub const VARIABLES: [&str; 13] = [
     "CORUN_LOG",
     "CORUN_TLS",
     "CORUN_STEAL",
+    "CORUN_DUMP_FORMAT",
+    "CORUN_CONTROL",
+    "CORUN_DEADLOCK",
+    "CORUN_TRACE",
     "CORUN_HOOK",
 ];
 
@@ -188,7 +212,45 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         },
     )?;
     let steal = var(&lookup, "CORUN_STEAL", "0 or 1", || false, parse_flag)?;
+    let dump_json = var(
+        &lookup,
+        "CORUN_DUMP_FORMAT",
+        "text or json",
+        || false,
+        |t| match t {
+            "text" => Some(false),
+            "json" => Some(true),
+            _ => None,
+        },
+    )?;
+    let control = var(&lookup, "CORUN_CONTROL", "0 or 1", || true, parse_flag)?;
+    let deadlock = var(
+        &lookup,
+        "CORUN_DEADLOCK",
+        "warn, abort or off",
+        || Deadlock::Warn,
+        |t| match t {
+            "warn" => Some(Deadlock::Warn),
+            "abort" => Some(Deadlock::Abort),
+            "off" => Some(Deadlock::Off),
+            _ => None,
+        },
+    )?;
+    let trace_ms = var(
+        &lookup,
+        "CORUN_TRACE",
+        "sched:MS, MS a whole number of milliseconds from 10 to 3600000",
+        || None,
+        |t| {
+            let ms = parse_count(t.strip_prefix("sched:")?)?;
+            (10..=3_600_000).contains(&ms).then_some(Some(ms as u64))
+        },
+    )?;
     Ok(Config {
+        dump_json,
+        control,
+        deadlock,
+        trace_ms,
         isolated_tls,
         steal,
         workers,
@@ -275,6 +337,10 @@ mod tests {
         assert!(config.isolated_tls);
         assert_eq!(config.dump_signal, None);
         assert_eq!(config.log, Level::Warn);
+        assert!(!config.dump_json);
+        assert!(config.control);
+        assert_eq!(config.deadlock, Deadlock::Warn);
+        assert_eq!(config.trace_ms, None);
     }
 
     #[test]
@@ -291,8 +357,16 @@ mod tests {
             ("CORUN_LOG", "debug"),
             ("CORUN_TLS", "shared"),
             ("CORUN_STEAL", "1"),
+            ("CORUN_DUMP_FORMAT", "json"),
+            ("CORUN_CONTROL", "0"),
+            ("CORUN_DEADLOCK", "abort"),
+            ("CORUN_TRACE", "sched:250"),
         ])
         .unwrap();
+        assert!(config.dump_json);
+        assert!(!config.control);
+        assert_eq!(config.deadlock, Deadlock::Abort);
+        assert_eq!(config.trace_ms, Some(250));
         assert_eq!(config.workers, 3);
         assert_eq!(config.stack_size, 1 << 20);
         assert_eq!(config.stack_pool, 0);
@@ -323,6 +397,12 @@ mod tests {
             ("CORUN_LOG", "verbose", "error, warn"),
             ("CORUN_TLS", "private", "isolated or shared"),
             ("CORUN_STEAL", "on", "0 or 1"),
+            ("CORUN_DUMP_FORMAT", "yaml", "text or json"),
+            ("CORUN_CONTROL", "off", "0 or 1"),
+            ("CORUN_DEADLOCK", "panic", "warn, abort or off"),
+            ("CORUN_TRACE", "sched", "sched:MS"),
+            ("CORUN_TRACE", "sched:5", "from 10"),
+            ("CORUN_TRACE", "gc:100", "sched:MS"),
         ] {
             let err = with(&[(name, value)]).unwrap_err();
             assert!(

@@ -101,7 +101,12 @@ pub fn wait(
             let recheck = timer::now_ns() + SHARED_RECHECK_NS;
             current.worker().add_timer(recheck, current.arc(), token);
         }
-        let woke = runtime::park(current, WaitInfo::Futex { addr, deadline });
+        let info = WaitInfo::Futex {
+            addr,
+            deadline,
+            shared,
+        };
+        let woke = runtime::park(current, info);
         let mut waiters = bucket.lock();
         let me: *const Task = current.task();
         let Some(index) = waiters

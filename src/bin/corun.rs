@@ -2,16 +2,21 @@
 //!
 //! ```text
 //! corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS…]
+//! corun dump PID [--json]
 //! ```
 //!
-//! It finds `libcorun_hook.so`, puts it first in `LD_PRELOAD` (keeping what was there), sets
+//! `run` finds `libcorun_hook.so`, puts it first in `LD_PRELOAD` (keeping what was there), sets
 //! `CORUN_WORKERS` and glibc's static-TLS tunables if asked, and replaces itself with the
-//! program.
+//! program. `dump` asks a running corun program for its coroutine dump, through the program's
+//! control socket (see `corun::control`).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+#[path = "corun/dump.rs"]
+mod dump;
 
 const HOOK_FILE: &str = "libcorun_hook.so";
 
@@ -20,13 +25,18 @@ corun: run a program with the corun runtime preloaded
 
 Usage:
   corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS...]
+  corun dump PID [--json]
   corun --help | --version
 
 Inside the program, every closure given to corun::spawn runs as a coroutine, and blocking std
 calls in it (sockets, sleeps, std::sync, DNS, pipes, child processes) suspend the coroutine
 instead of the OS thread.
 
-Options:
+corun dump PID prints the coroutine dump of running program PID (text, or one JSON document
+with --json) without stopping it; only the program's user (or root) may. It works for every
+program whose runtime has started, unless it was run with CORUN_CONTROL=0.
+
+Options of run:
   --workers N     worker threads (sets CORUN_WORKERS; 1 to 64)
   --compact-tls   limit glibc's static TLS surplus to what each coroutine's thread area
                   keeps free (adds glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0 to
@@ -56,6 +66,11 @@ message naming the variable):
                             (default 0; see README: thread-locals move with them)
   CORUN_DUMP=0|1            print a coroutine dump on CORUN_DUMP_SIGNAL (default 0)
   CORUN_DUMP_SIGNAL=SIG     QUIT, USR1, USR2 or a number (default QUIT)
+  CORUN_DUMP_FORMAT=FMT     text or json, for the signal's dumps (default text)
+  CORUN_CONTROL=0|1         answer `corun dump PID` on a private control socket (default 1)
+  CORUN_DEADLOCK=MODE       when every coroutine waits for something nothing can bring:
+                            warn (report once), abort (report, exit 2) or off (default warn)
+  CORUN_TRACE=sched:MS      print a scheduler trace line every MS ms (10 to 3600000)
   CORUN_TLS=MODE            isolated: each coroutine has its own thread identity
                             (thread_local!, ThreadId, errno); shared: coroutines share
                             their worker's (faster switch, less memory) (default isolated)
@@ -69,6 +84,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     match args.next().as_deref().map(OsStr::to_str) {
         Some(Some("run")) => {}
+        Some(Some("dump")) => return dump::main(args),
         Some(Some("--help" | "-h" | "help")) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
@@ -152,7 +168,7 @@ fn main() -> ExitCode {
 }
 
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("corun: {message}\nusage: corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS...] (see corun --help)");
+    eprintln!("corun: {message}\nusage: corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS...] | corun dump PID [--json] (see corun --help)");
     ExitCode::from(2)
 }
 

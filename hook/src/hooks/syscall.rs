@@ -9,6 +9,7 @@ use libc::{c_int, c_long, c_uint, timespec};
 use super::{guard, set_errno};
 use crate::futex;
 use crate::real;
+use crate::runtime::task::WaitInfo;
 use crate::runtime::{self, current, timer};
 
 /// Interposed `syscall(2)`. `SYS_futex` waits inside a coroutine park it; `SYS_futex` wakes
@@ -53,6 +54,17 @@ pub unsafe extern "C" fn syscall(
                         a4 as *const timespec,
                         a6 as u32,
                     );
+                }
+                // A plain thread's wait on a private word with no timeout: the deadlock check
+                // may count it as a wait nothing outside the process can end.
+                if a4 == 0 && op & libc::FUTEX_PRIVATE_FLAG != 0 {
+                    let _visible = runtime::deadlock::thread_waits(WaitInfo::Futex {
+                        addr: a1 as usize,
+                        deadline: 0,
+                        shared: false,
+                    });
+                    // SAFETY: the caller's arguments, passed on unchanged.
+                    return unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) };
                 }
             }
             libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET => {

@@ -87,9 +87,9 @@ fn submit(job: Job) {
             .compare_exchange(started, started + 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     {
-        let spawned = std::thread::Builder::new()
-            .name(format!("corun-blocking-{started}"))
-            .spawn(move || worker_loop(pool));
+        let spawned = super::threads::spawn(format!("corun-blocking-{started}"), move || {
+            worker_loop(pool)
+        });
         if let Err(err) = spawned {
             pool.threads.fetch_sub(1, Ordering::SeqCst);
             log::warn(format_args!("cannot start a blocking-pool thread: {err}"));

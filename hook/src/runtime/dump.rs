@@ -15,7 +15,7 @@ const MAX_FRAMES: usize = 64;
 
 /// The return addresses of the calling coroutine's stack. Cheap and allocation-light, since it
 /// runs on the coroutine's (possibly small) stack; symbols are resolved later, on the monitor
-/// thread, by [`format_trace`].
+/// thread, by [`resolve_trace`].
 pub fn capture_backtrace() -> Vec<usize> {
     let mut ips = Vec::with_capacity(MAX_FRAMES);
     // SAFETY: `trace_unsynchronized` requires that no other thread unwinds through it at the
@@ -30,37 +30,57 @@ pub fn capture_backtrace() -> Vec<usize> {
     ips
 }
 
+/// One resolved frame of a backtrace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The function (demangled), or the address when no symbol covers it.
+    pub function: String,
+    /// Source file and line, when debug information has them.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+}
+
 /// Symbolises a coroutine's return addresses, without corun's own frames: from the call the
 /// coroutine is suspended in (e.g. `recv`) down to the closure given to `corun::spawn`.
-pub fn format_trace(ips: &[usize]) -> String {
-    let mut frames: Vec<(String, Option<String>)> = Vec::new();
+pub fn resolve_trace(ips: &[usize]) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::new();
     for &ip in ips {
         let mut resolved = false;
         backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
-            let name = symbol
-                .name()
-                .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}"));
-            let location = match (symbol.filename(), symbol.lineno()) {
-                (Some(file), Some(line)) => Some(format!("{}:{line}", file.display())),
-                _ => None,
-            };
-            frames.push((name, location));
+            frames.push(Frame {
+                function: symbol
+                    .name()
+                    .map_or_else(|| format!("{ip:#x}"), |n| format!("{n:#}")),
+                file: symbol.filename().map(|f| f.display().to_string()),
+                line: symbol.lineno(),
+            });
             resolved = true;
         });
         if !resolved {
-            frames.push((format!("{ip:#x}"), None));
+            frames.push(Frame {
+                function: format!("{ip:#x}"),
+                file: None,
+                line: None,
+            });
         }
     }
     // The coroutine's frames start below corun's own: the capture, the switch and the hook,
     // which every suspension goes through (`hooks::guard`); the first frame kept is the
-    // interposed libc function itself (e.g. `recv`).
+    // interposed libc function itself (e.g. `recv`). A trace taken from a signal (a stuck
+    // worker) starts with the handler and the signal frame, before the running code.
     let start = frames
         .iter()
-        .rposition(|(symbol, _)| symbol.starts_with("corun_hook::hooks::guard"))
+        .rposition(|f| {
+            f.function.starts_with("corun_hook::hooks::guard")
+                || f.function.starts_with("corun_hook::runtime::stuck::")
+                || f.function == "__restore_rt"
+        })
         .or_else(|| {
-            frames.iter().rposition(|(symbol, _)| {
-                symbol.starts_with("corun_hook::runtime::")
-                    && !symbol.starts_with("corun_hook::runtime::task::Task::new")
+            frames.iter().rposition(|f| {
+                f.function.starts_with("corun_hook::runtime::")
+                    && !f
+                        .function
+                        .starts_with("corun_hook::runtime::task::Task::new")
             })
         })
         .map_or(0, |i| i + 1);
@@ -68,7 +88,8 @@ pub fn format_trace(ips: &[usize]) -> String {
     // closure (below that: corun's entry, the trampoline, then the worker's stack).
     let end = frames[start..]
         .iter()
-        .position(|(symbol, _)| {
+        .position(|f| {
+            let symbol = f.function.as_str();
             symbol.contains("core::panic::unwind_safe")
                 || symbol.starts_with("corun::spawn::run")
                 || symbol.starts_with("corun_hook::runtime::task::Task::new")
@@ -76,11 +97,25 @@ pub fn format_trace(ips: &[usize]) -> String {
                 || symbol == "corun_coroutine_trampoline"
         })
         .map_or(frames.len(), |i| start + i);
+    frames.truncate(end);
+    frames.drain(..start);
+    frames
+}
+
+/// A backtrace as the text dump shows it, indented under its coroutine.
+pub fn format_frames(frames: &[Frame]) -> String {
     let mut out = String::new();
-    for (symbol, location) in &frames[start..end] {
-        let _ = writeln!(out, "      {symbol}");
-        if let Some(location) = location {
-            let _ = writeln!(out, "        at {location}");
+    for frame in frames {
+        let _ = writeln!(out, "      {}", frame.function);
+        if let Some(file) = &frame.file {
+            match frame.line {
+                Some(line) => {
+                    let _ = writeln!(out, "        at {file}:{line}");
+                }
+                None => {
+                    let _ = writeln!(out, "        at {file}");
+                }
+            }
         }
     }
     if out.is_empty() {
@@ -99,7 +134,8 @@ fn relative(deadline: u64) -> String {
     }
 }
 
-fn describe_wait(info: WaitInfo) -> String {
+/// What a wait is, in words.
+pub fn describe_wait(info: WaitInfo) -> String {
     let timeout = |deadline: u64| {
         if deadline == 0 {
             String::new()
@@ -120,9 +156,14 @@ fn describe_wait(info: WaitInfo) -> String {
         ),
         WaitInfo::Poll { nfds, deadline } => format!("polling {nfds} fd(s){}", timeout(deadline)),
         WaitInfo::Sleep { deadline } => format!("sleeping, wakes {}", relative(deadline)),
-        WaitInfo::Futex { addr, deadline } => {
+        WaitInfo::Futex {
+            addr,
+            deadline,
+            shared,
+        } => {
             format!(
-                "waiting on futex word {addr:#x} (a lock, condvar or park){}",
+                "waiting on {}futex word {addr:#x} (a lock, condvar or park){}",
+                if shared { "process-shared " } else { "" },
                 timeout(deadline)
             )
         }
@@ -134,65 +175,129 @@ fn describe_wait(info: WaitInfo) -> String {
 
 /// "coroutine 7 'name'".
 pub fn label(task: &Task) -> String {
-    match task.name() {
-        Some(name) => format!("coroutine {} '{name}'", task.id()),
-        None => format!("coroutine {}", task.id()),
+    label_of(task.id(), task.name())
+}
+
+fn label_of(id: u64, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("coroutine {id} '{name}'"),
+        None => format!("coroutine {id}"),
     }
+}
+
+/// What a coroutine was doing when the dump was taken.
+#[derive(Debug, Clone, Copy)]
+pub enum State {
+    /// Spawned; no worker has started it yet.
+    NotStarted,
+    /// Queued to run on `worker`.
+    Runnable { worker: usize },
+    /// Running on `worker` for `for_ns` (if known), maybe inside a passed-through call.
+    Running {
+        worker: usize,
+        for_ns: Option<u64>,
+        call: Option<&'static str>,
+    },
+    /// Parked on `worker`, waiting for `wait` since `for_ns` ago.
+    Parked {
+        worker: usize,
+        wait: WaitInfo,
+        for_ns: u64,
+    },
 }
 
 /// One coroutine in a dump, as seen when the dump was requested.
 pub struct Entry {
-    header: String,
-    trace: Option<Vec<usize>>,
-    note: Option<String>,
+    pub id: u64,
+    pub name: Option<String>,
+    pub state: State,
+    /// Return addresses of its stack, when its worker recorded them in time.
+    pub trace: Option<Vec<usize>>,
+    /// The worker of a started, suspended coroutine that did not answer the trace request
+    /// in time (so there is no backtrace).
+    pub trace_missing: Option<usize>,
+}
+
+impl Entry {
+    /// The "coroutine 7 'name' — state" line of the text dump.
+    pub fn header(&self) -> String {
+        let label = label_of(self.id, self.name.as_deref());
+        let state = match self.state {
+            State::NotStarted => "not started yet".to_owned(),
+            State::Runnable { worker } => format!("runnable on worker {worker}"),
+            State::Running {
+                worker,
+                for_ns,
+                call,
+            } => {
+                let ran = for_ns
+                    .map(|ns| format!(" for {:.3} s", ns as f64 / 1e9))
+                    .unwrap_or_default();
+                let call = call.map(|c| format!(", inside `{c}`")).unwrap_or_default();
+                format!("running on worker {worker}{ran}{call}")
+            }
+            State::Parked {
+                worker,
+                wait,
+                for_ns,
+            } => format!(
+                "parked on worker {worker} for {:.3} s: {}",
+                for_ns as f64 / 1e9,
+                describe_wait(wait)
+            ),
+        };
+        format!("{label} — {state}")
+    }
 }
 
 /// Takes the state of every live task now (cheap: no symbols yet). `traced` says which
 /// workers answered the trace request (their suspended coroutines have fresh backtraces).
 pub fn snapshot(runtime: &Runtime, tasks: &[std::sync::Arc<Task>], traced: &[bool]) -> Vec<Entry> {
+    let now = now_ns();
+    let coarse_now = super::timer::coarse_now_ns();
     tasks
         .iter()
         .map(|task| {
             let worker = task.worker();
             let state = if !task.started() {
-                "not started yet".to_owned()
+                State::NotStarted
             } else if task.is_running() {
-                let ran = runtime
+                let for_ns = runtime
                     .all_workers()
                     .get(worker)
                     .and_then(|w| w.running())
                     .filter(|(t, _)| t.id() == task.id())
-                    .map(|(_, since)| {
-                        format!(" for {:.3} s", now_ns().saturating_sub(since) as f64 / 1e9)
-                    })
-                    .unwrap_or_default();
-                let call = task
-                    .in_call()
-                    .map(|c| format!(", inside `{c}`"))
-                    .unwrap_or_default();
-                format!("running on worker {worker}{ran}{call}")
+                    .map(|(_, since)| now.saturating_sub(since));
+                State::Running {
+                    worker,
+                    for_ns,
+                    call: task.in_call(),
+                }
             } else if task.is_parked() {
-                format!(
-                    "parked on worker {worker}: {}",
-                    describe_wait(task.wait_info())
-                )
+                State::Parked {
+                    worker,
+                    wait: task.wait_info(),
+                    for_ns: coarse_now.saturating_sub(task.waiting_since()),
+                }
             } else {
-                format!("runnable on worker {worker}")
+                State::Runnable { worker }
             };
             let fresh = traced.get(worker).copied().unwrap_or(false);
             let trace = task.take_trace().filter(|_| fresh);
-            let note = (trace.is_none() && task.started() && !task.is_running())
-                .then(|| format!("      (no backtrace: worker {worker} did not answer in time)\n"));
+            let trace_missing =
+                (trace.is_none() && task.started() && !task.is_running()).then_some(worker);
             Entry {
-                header: format!("{} — {state}", label(task)),
+                id: task.id(),
+                name: task.name().map(str::to_owned),
+                state,
                 trace,
-                note,
+                trace_missing,
             }
         })
         .collect()
 }
 
-/// Renders a dump (resolving symbols, which is the slow part).
+/// Renders a dump as text (resolving symbols, which is the slow part).
 pub fn render(entries: &[Entry], workers: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -201,12 +306,15 @@ pub fn render(entries: &[Entry], workers: usize) -> String {
         entries.len()
     );
     for entry in entries {
-        let _ = writeln!(out, "{}", entry.header);
+        let _ = writeln!(out, "{}", entry.header());
         if let Some(ips) = &entry.trace {
-            out.push_str(&format_trace(ips));
+            out.push_str(&format_frames(&resolve_trace(ips)));
         }
-        if let Some(note) = &entry.note {
-            out.push_str(note);
+        if let Some(worker) = entry.trace_missing {
+            let _ = writeln!(
+                out,
+                "      (no backtrace: worker {worker} did not answer in time)"
+            );
         }
     }
     out.push_str("corun: end of coroutine dump\n");

@@ -84,6 +84,9 @@ extern "C" fn child() {
             super::forget_in_child();
             super::registry::reset_in_child();
             super::blocking::forget_in_child();
+            super::control::forget_in_child();
+            super::threads::forget_in_child();
+            super::deadlock::reset_in_child();
             crate::futex::reset_in_child();
             crate::signal::interrupt::reset_in_child();
             crate::fd::table().reset_in_child();

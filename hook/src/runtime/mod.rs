@@ -12,14 +12,19 @@
 //! new coroutines keep running.
 
 pub mod blocking;
+pub mod control;
+pub mod counters;
 pub mod current;
+pub mod deadlock;
 pub mod dump;
+pub mod dump_json;
 pub mod fork;
 pub mod reactor;
 pub mod registry;
 pub mod stack;
 pub mod sysmon;
 pub mod task;
+pub mod threads;
 pub mod timer;
 pub mod worker;
 
@@ -144,7 +149,12 @@ impl Runtime {
                 corun::coroutine::GuardKind::Mprotect => "mprotect pages",
             }
         ));
-        if config.dump_signal.is_some() {
+        // Dumps (on a signal or through the control socket) and the deadlock check list the
+        // live coroutines; with all three off, spawns skip the registry.
+        if config.dump_signal.is_some()
+            || config.control
+            || config.deadlock != config::Deadlock::Off
+        {
             registry::enable();
         }
         crate::identity::init(config.isolated_tls);
@@ -215,21 +225,15 @@ impl Runtime {
 
     /// Starts a thread running `worker`'s loop as owner `epoch`.
     pub(crate) fn start_thread(&'static self, worker: &'static Worker, epoch: u64, kind: &str) {
-        let spawned = std::thread::Builder::new()
-            .name(format!("corun-{kind}-{}", worker.index()))
-            .spawn(move || {
-                // SAFETY: a valid mask; pthread_sigmask on the calling thread.
-                unsafe {
-                    libc::pthread_sigmask(
-                        libc::SIG_SETMASK,
-                        &self.signal_mask,
-                        std::ptr::null_mut(),
-                    )
-                };
-                self.entered.fetch_add(1, Ordering::SeqCst);
-                futex_wake(&self.entered, i32::MAX);
-                worker.run(self, epoch);
-            });
+        let spawned = threads::spawn(format!("corun-{kind}-{}", worker.index()), move || {
+            // SAFETY: a valid mask; pthread_sigmask on the calling thread.
+            unsafe {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.signal_mask, std::ptr::null_mut())
+            };
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            futex_wake(&self.entered, i32::MAX);
+            worker.run(self, epoch);
+        });
         if let Err(err) = spawned {
             log::fatal(format_args!(
                 "cannot start a thread for worker {}: {err}",

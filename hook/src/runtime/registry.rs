@@ -1,5 +1,6 @@
-//! Every live task, for coroutine dumps. Kept only when dumps are on (`CORUN_DUMP=1`), so it
-//! costs nothing otherwise.
+//! Every live task, for coroutine dumps and the deadlock check. Kept unless dumps, the control
+//! socket and the deadlock check are all off (`CORUN_DUMP=0 CORUN_CONTROL=0
+//! CORUN_DEADLOCK=off`), so it costs nothing then.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -54,9 +54,10 @@ pub fn start(runtime: &'static Runtime) {
     if let Some(signal) = config.dump_signal {
         install_dump_handler(signal);
     }
-    let spawned = std::thread::Builder::new()
-        .name("corun-sysmon".into())
-        .spawn(move || monitor(runtime));
+    if config.control {
+        super::control::open();
+    }
+    let spawned = super::threads::spawn("corun-sysmon".into(), move || monitor(runtime));
     if let Err(err) = spawned {
         log::warn(format_args!(
             "cannot start the monitor thread: {err}; no dumps or stuck-worker warnings"
@@ -102,6 +103,7 @@ fn monitor(runtime: &'static Runtime) {
     // incident was reported.
     let mut watch = vec![Watch::default(); runtime.all_workers().len()];
     let mut rung = BELL.load(Ordering::SeqCst);
+    let mut deadlock = super::deadlock::Detector::default();
     loop {
         let bell = BELL.load(Ordering::SeqCst);
         if bell == rung {
@@ -112,8 +114,11 @@ fn monitor(runtime: &'static Runtime) {
         let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
         if requests != dumps_done {
             dumps_done = requests;
-            print_dump(runtime);
+            let text = take_dump(runtime, config.dump_json);
+            raw_syscall::write_all(2, text.as_bytes());
         }
+        super::control::serve_pending(|json| take_dump(runtime, json));
+        deadlock.check(runtime);
         if config.stuck_ms > 0 {
             check_stuck(runtime, config.stuck_ms, config.migrate, &mut watch);
         }
@@ -124,8 +129,9 @@ fn monitor(runtime: &'static Runtime) {
     }
 }
 
-/// Asks every worker for backtraces (waiting up to a second for each), then prints the dump.
-fn print_dump(runtime: &'static Runtime) {
+/// Asks every worker for backtraces (waiting up to a second for each), then renders the dump
+/// as text or JSON.
+pub fn take_dump(runtime: &'static Runtime, json: bool) -> String {
     let workers = runtime.workers();
     let requests: Vec<u32> = workers.iter().map(|w| w.request_traces()).collect();
     let deadline = now_ns() + 1_000_000_000;
@@ -149,9 +155,24 @@ fn print_dump(runtime: &'static Runtime) {
         }
     }
     let entries = dump::snapshot(runtime, &registry::snapshot(), &traced);
-    let text = dump::render(&entries, workers.len());
-    raw_syscall::write_all(2, text.as_bytes());
+    let text = if json {
+        let config = config::get();
+        let info = super::dump_json::RuntimeInfo {
+            workers: workers.len(),
+            spare_workers: workers.len().saturating_sub(config.workers),
+            identity: if crate::identity::enabled() {
+                "isolated"
+            } else {
+                "shared"
+            },
+            counters: super::counters::gather(Some(runtime)),
+        };
+        super::dump_json::render(&entries, &info)
+    } else {
+        dump::render(&entries, workers.len())
+    };
     DUMPS_PRINTED.fetch_add(1, Ordering::SeqCst);
+    text
 }
 
 /// What the monitor last saw a worker do.
@@ -187,6 +208,7 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
             continue;
         }
         seen.reported = true;
+        super::counters::note_stuck();
         let since = seen.since;
         let mut message = format!(
             "worker {} has run {} for {} ms without switching",

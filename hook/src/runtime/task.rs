@@ -43,8 +43,13 @@ pub enum WaitInfo {
     Poll { nfds: usize, deadline: u64 },
     /// A sleep.
     Sleep { deadline: u64 },
-    /// A futex word (std::sync and friends).
-    Futex { addr: usize, deadline: u64 },
+    /// A futex word (std::sync and friends); `shared`: a process-shared one, which another
+    /// process may wake.
+    Futex {
+        addr: usize,
+        deadline: u64,
+        shared: bool,
+    },
     /// Another coroutine to finish.
     Join { id: u64 },
     /// A call running on the blocking pool.
@@ -61,6 +66,8 @@ struct WaitCell {
     kind: AtomicU64,
     a: AtomicU64,
     b: AtomicU64,
+    /// When the wait began (coarse monotonic ns; 0 while not waiting).
+    since: AtomicU64,
 }
 
 impl WaitCell {
@@ -74,7 +81,11 @@ impl WaitCell {
             } => (1 | (u64::from(write) << 8), fd as u64, deadline),
             WaitInfo::Poll { nfds, deadline } => (2, nfds as u64, deadline),
             WaitInfo::Sleep { deadline } => (3, 0, deadline),
-            WaitInfo::Futex { addr, deadline } => (4, addr as u64, deadline),
+            WaitInfo::Futex {
+                addr,
+                deadline,
+                shared,
+            } => (4 | (u64::from(shared) << 8), addr as u64, deadline),
             WaitInfo::Join { id } => (5, id, 0),
             WaitInfo::Blocking { call } => (
                 6,
@@ -86,8 +97,14 @@ impl WaitCell {
             ),
             WaitInfo::Child { pid } => (7, pid as u64, 0),
         };
+        let since = if kind == 0 {
+            0
+        } else {
+            super::timer::coarse_now_ns()
+        };
         self.a.store(a, Ordering::Relaxed);
         self.b.store(b, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
         self.kind.store(kind, Ordering::Release);
     }
 
@@ -111,6 +128,7 @@ impl WaitCell {
             4 => WaitInfo::Futex {
                 addr: a as usize,
                 deadline: b,
+                shared: kind >> 8 != 0,
             },
             5 => WaitInfo::Join { id: a },
             6 => BLOCKING_CALLS
@@ -363,6 +381,12 @@ impl Task {
     /// What the task waits for.
     pub fn wait_info(&self) -> WaitInfo {
         self.wait.get()
+    }
+
+    /// Since when (coarse monotonic ns) the task has waited in its current wait; 0 if it is
+    /// not waiting.
+    pub fn waiting_since(&self) -> u64 {
+        self.wait.since.load(Ordering::Relaxed)
     }
 
     /// Records what the task waits for (only the task itself does).

@@ -78,6 +78,12 @@ pub fn has_handler(sig: c_int) -> bool {
     wrapped(sig) && is_function(USER[sig as usize].handler.load(Ordering::Acquire))
 }
 
+/// Whether the program has a handler for a signal that may come from outside (anything but
+/// the faults and `SIGPIPE`, which only the thread's own call raises).
+pub fn any_async_handler() -> bool {
+    watching() && (1..NSIG as c_int).any(|sig| sig != libc::SIGPIPE && has_handler(sig))
+}
+
 /// `sigaction` as the hook carries it out: the user's handler behind the trampoline, the old
 /// action as the user installed it.
 ///
