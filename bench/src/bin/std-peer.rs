@@ -1,15 +1,7 @@
 //! Plain std code, spawning with `corun::spawn` (run it with `libcorun_hook.so` preloaded) or
 //! with `std::thread::spawn` (`--spawn thread`): the same source for both.
 //!
-//! ```text
-//! std-peer --spawn corun|thread spawn-join  [--tasks N] [--batch B]
-//! std-peer --spawn corun|thread ping-pong   [--round-trips N]
-//! std-peer --spawn corun|thread yield       [--yields N]
-//! std-peer --spawn corun|thread idle        [--tasks N] [--sleep-ms MS]
-//! std-peer --spawn corun|thread capacity    [--max N] [--max-os-threads N]
-//! std-peer --spawn corun|thread echo-server
-//! std-peer --spawn corun|thread http-server
-//! ```
+//! The command line is in [`USAGE`] (what `std-peer --help` prints).
 //!
 //! Everything inside the tasks is ordinary blocking std code: `std::sync::mpsc`,
 //! `std::thread::sleep`, `std::net::TcpStream::read` / `write_all`. Output follows
@@ -22,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, RwLock};
 use std::time::{Duration, Instant};
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{fail, Args, Command, Opt, Spec};
 use corun_bench::procfs;
 use corun_bench::protocol::emit;
 
@@ -61,30 +53,121 @@ impl<T> Task<T> {
     }
 }
 
-fn main() {
-    let args = Args::from_env();
-    let spawner = match args.text("spawn", "corun").as_str() {
-        "corun" => Spawner::Corun,
-        "thread" => Spawner::Thread,
-        other => fail(&format!("--spawn must be corun or thread, not {other}")),
-    };
-    let on_coroutines = report_mode(spawner);
-    match args.command.as_str() {
-        "spawn-join" => spawn_join(spawner, args.get("tasks", 100_000), args.get("batch", 10_000)),
-        "ping-pong" => ping_pong(spawner, args.get("round-trips", 100_000)),
-        "yield" => yields(spawner, args.get("yields", 1_000_000)),
-        "idle" => idle(spawner, args.get("tasks", 100_000), args.get("sleep-ms", 5_000)),
-        "capacity" => {
-            let max = if on_coroutines {
-                args.get("max", 250_000)
-            } else {
-                args.get("max-os-threads", 10_000)
-            };
-            capacity(spawner, max)
+/// What `std-peer --help` prints.
+const USAGE: &str = "\
+usage: std-peer [--spawn corun|thread] COMMAND [OPTIONS]
+
+commands (defaults in brackets):
+  spawn-join   [--tasks N] [--batch B]   N empty tasks [100000], joined B at a time [10000]
+  ping-pong    [--round-trips N]         N round trips between two tasks [100000]
+  yield        [--yields N]              one task calling yield_now N times [1000000]
+  idle         [--tasks N] [--sleep-ms MS]
+                                         N tasks [100000] that each sleep MS ms [5000]
+  capacity     [--max N] [--max-os-threads N]
+                                         hold tasks until a spawn fails or N are alive
+                                         [250000; on OS threads --max-os-threads, 10000]
+  echo-server                            a thread-per-connection echo server
+  http-server                            a thread-per-connection HTTP/1.1 hello-world
+
+--spawn corun (the default) spawns with corun::spawn: run it with
+LD_PRELOAD=libcorun_hook.so, or it runs on OS threads (the MODE line says which).
+--spawn thread spawns with std::thread::spawn. Output: bench/src/protocol.rs lines.
+";
+
+const SPEC: Spec = Spec {
+    program: "std-peer",
+    usage: USAGE,
+    options: &[Opt::value("spawn")],
+    commands: &[
+        Command {
+            name: "spawn-join",
+            options: &[Opt::value("tasks"), Opt::value("batch")],
+        },
+        Command {
+            name: "ping-pong",
+            options: &[Opt::value("round-trips")],
+        },
+        Command {
+            name: "yield",
+            options: &[Opt::value("yields")],
+        },
+        Command {
+            name: "idle",
+            options: &[Opt::value("tasks"), Opt::value("sleep-ms")],
+        },
+        Command {
+            name: "capacity",
+            options: &[Opt::value("max"), Opt::value("max-os-threads")],
+        },
+        Command {
+            name: "echo-server",
+            options: &[],
+        },
+        Command {
+            name: "http-server",
+            options: &[],
+        },
+    ],
+};
+
+/// A command with its options read: everything is checked before anything runs.
+enum Work {
+    SpawnJoin { tasks: usize, batch: usize },
+    PingPong { round_trips: u64 },
+    Yield { yields: u64 },
+    Idle { tasks: usize, sleep_ms: u64 },
+    Capacity { max: usize, max_os_threads: usize },
+    EchoServer,
+    HttpServer,
+}
+
+impl Work {
+    fn from_args(args: &Args) -> Work {
+        match args.command.as_str() {
+            "spawn-join" => Work::SpawnJoin {
+                tasks: args.get("tasks", 100_000),
+                batch: args.get("batch", 10_000),
+            },
+            "ping-pong" => Work::PingPong {
+                round_trips: args.get("round-trips", 100_000),
+            },
+            "yield" => Work::Yield {
+                yields: args.get("yields", 1_000_000),
+            },
+            "idle" => Work::Idle {
+                tasks: args.get("tasks", 100_000),
+                sleep_ms: args.get("sleep-ms", 5_000),
+            },
+            "capacity" => Work::Capacity {
+                max: args.get("max", 250_000),
+                max_os_threads: args.get("max-os-threads", 10_000),
+            },
+            "echo-server" => Work::EchoServer,
+            "http-server" => Work::HttpServer,
+            other => unreachable!("`{other}` is not in the spec"),
         }
-        "echo-server" => serve(spawner, echo_connection),
-        "http-server" => serve(spawner, http_connection),
-        _ => fail("usage: std-peer --spawn corun|thread spawn-join|ping-pong|yield|idle|capacity|echo-server|http-server"),
+    }
+}
+
+fn main() {
+    let args = Args::from_env(&SPEC);
+    let spawner = match args.choice("spawn", &["corun", "thread"], Some("corun")) {
+        "thread" => Spawner::Thread,
+        _ => Spawner::Corun,
+    };
+    let work = Work::from_args(&args);
+    let on_coroutines = report_mode(spawner);
+    match work {
+        Work::SpawnJoin { tasks, batch } => spawn_join(spawner, tasks, batch),
+        Work::PingPong { round_trips } => ping_pong(spawner, round_trips),
+        Work::Yield { yields: n } => yields(spawner, n),
+        Work::Idle { tasks, sleep_ms } => idle(spawner, tasks, sleep_ms),
+        Work::Capacity {
+            max,
+            max_os_threads,
+        } => capacity(spawner, if on_coroutines { max } else { max_os_threads }),
+        Work::EchoServer => serve(spawner, echo_connection),
+        Work::HttpServer => serve(spawner, http_connection),
     }
 }
 
