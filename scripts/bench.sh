@@ -14,7 +14,7 @@ set -euo pipefail
 
 # The scenarios of corun-bench --only, in the order it runs them (bench/tests/cli.rs checks
 # this list against the driver's).
-SCENARIOS="switch spawn-join ping-pong idle-memory fresh-spawn echo http identity"
+SCENARIOS="switch spawn-join ping-pong yield idle-memory fresh-spawn echo http identity"
 
 # Only shell builtins until the command line is checked.
 usage() {

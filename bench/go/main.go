@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,18 +31,21 @@ const usage = `usage: go-peer COMMAND [OPTIONS]
 commands (defaults in brackets):
   spawn-join   [--tasks N] [--batch B]   N empty goroutines [100000], joined B at a time [10000]
   ping-pong    [--round-trips N]         N round trips between two goroutines [100000]
+  yield        [--tasks K] [--yields N]  K goroutines [1] each calling runtime.Gosched()
+                                         N times [1000000], with GOMAXPROCS=1
   idle         [--tasks N] [--sleep-ms MS]
                                          N goroutines [100000] that each sleep MS ms [5000]
   echo-server                            a goroutine-per-connection echo server
   http-server                            a net/http hello-world server
 
-Runs on Go's default runtime settings (GOMAXPROCS = the CPUs this process may use).
+Runs on Go's default runtime settings (GOMAXPROCS = the CPUs this process may use; 1 for
+yield).
 Output: bench/src/protocol.rs lines.
 `
 
 // options are the values of a command line; only the command's own are set by parseArgs.
 type options struct {
-	tasks, batch, roundTrips, sleepMs uint
+	tasks, batch, roundTrips, yields, sleepMs uint
 }
 
 // errHelp is what parseArgs returns for --help.
@@ -50,7 +54,7 @@ var errHelp = errors.New("help")
 // parseArgs checks a command line (without the program name) and returns its command and
 // options: errHelp for --help or -h anywhere, another error naming what is wrong.
 func parseArgs(args []string) (string, options, error) {
-	opts := options{tasks: 100000, batch: 10000, roundTrips: 100000, sleepMs: 5000}
+	opts := options{tasks: 100000, batch: 10000, roundTrips: 100000, yields: 1000000, sleepMs: 5000}
 	for _, arg := range args {
 		if arg == "--help" || arg == "-h" {
 			return "", opts, errHelp
@@ -72,6 +76,10 @@ func parseArgs(args []string) (string, options, error) {
 		count("batch", &opts.batch)
 	case "ping-pong":
 		count("round-trips", &opts.roundTrips)
+	case "yield":
+		opts.tasks = 1
+		count("tasks", &opts.tasks)
+		count("yields", &opts.yields)
 	case "idle":
 		count("tasks", &opts.tasks)
 		count("sleep-ms", &opts.sleepMs)
@@ -88,7 +96,7 @@ func parseArgs(args []string) (string, options, error) {
 	return command, opts, nil
 }
 
-const commands = "spawn-join|ping-pong|idle|echo-server|http-server"
+const commands = "spawn-join|ping-pong|yield|idle|echo-server|http-server"
 
 // once is a whole-number flag that may be given once.
 type once struct {
@@ -128,6 +136,8 @@ func main() {
 		spawnJoin(int(opts.tasks), int(opts.batch))
 	case "ping-pong":
 		pingPong(int(opts.roundTrips))
+	case "yield":
+		yields(int(opts.tasks), int(opts.yields))
 	case "idle":
 		idle(int(opts.tasks), time.Duration(opts.sleepMs)*time.Millisecond)
 	case "echo-server":
@@ -193,6 +203,27 @@ func pingPong(roundTrips int) {
 		fail("lost a message")
 	}
 	emit("RESULT", "round_trips", roundTrips, "elapsed_ns", elapsed.Nanoseconds())
+}
+
+// yields runs tasks goroutines that each call runtime.Gosched() yields times, with
+// GOMAXPROCS=1; the main goroutine spawns and waits for them, and its time from before the
+// first spawn to after the last one is done, over all the yields, is the time per yield.
+func yields(tasks, yields int) {
+	runtime.GOMAXPROCS(1)
+	var wg sync.WaitGroup
+	wg.Add(tasks)
+	start := time.Now()
+	for i := 0; i < tasks; i++ {
+		go func() {
+			for j := 0; j < yields; j++ {
+				runtime.Gosched()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	emit("RESULT", "tasks", tasks, "yields", tasks*yields, "elapsed_ns", elapsed.Nanoseconds())
 }
 
 func idle(tasks int, nap time.Duration) {

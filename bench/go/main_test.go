@@ -18,6 +18,10 @@ func TestParseArgs(t *testing.T) {
 	if _, opts, _ := parseArgs([]string{"ping-pong"}); opts.roundTrips != 100000 {
 		t.Errorf("default round trips: %d", opts.roundTrips)
 	}
+	command, opts, err = parseArgs([]string{"yield", "--yields", "7"})
+	if err != nil || command != "yield" || opts.tasks != 1 || opts.yields != 7 {
+		t.Errorf("yield: %q %+v %v", command, opts, err)
+	}
 	for _, bad := range []struct {
 		args []string
 		what string

@@ -137,6 +137,7 @@ fn every_program_rejects_a_bad_value() {
             "`many`",
         ),
         (std_peer, &["--spawn", "fibre", "ping-pong"], "`fibre`"),
+        (std_peer, &["yield", "--call", "sched"], "`sched`"),
         (
             std_peer,
             &["ping-pong", "--round-trips"],
@@ -193,6 +194,14 @@ fn good_values_are_accepted() {
         ),
         (tokio, &["ping-pong", "--round-trips", "10"]),
         (may, &["spawn-join", "--tasks", "10", "--batch", "5"]),
+        (
+            std_peer,
+            &[
+                "--spawn", "thread", "yield", "--tasks", "2", "--yields", "10", "--call", "std",
+            ],
+        ),
+        (tokio, &["yield", "--tasks", "2", "--yields", "10"]),
+        (may, &["yield", "--tasks", "2", "--yields", "10"]),
         (
             core_switch,
             &[

@@ -60,7 +60,12 @@ usage: std-peer [--spawn corun|thread] COMMAND [OPTIONS]
 commands (defaults in brackets):
   spawn-join   [--tasks N] [--batch B]   N empty tasks [100000], joined B at a time [10000]
   ping-pong    [--round-trips N]         N round trips between two tasks [100000]
-  yield        [--yields N]              one task calling yield_now N times [1000000]
+  yield        [--tasks K] [--yields N] [--call corun|std]
+                                         K tasks [1] each yielding N times [1000000] with
+                                         corun::yield_now (corun, the default) or
+                                         std::thread::yield_now (std: sched_yield, which
+                                         the hook turns into a coroutine yield); with
+                                         CORUN_WORKERS=1, all on one worker
   idle         [--tasks N] [--sleep-ms MS]
                                          N tasks [100000] that each sleep MS ms [5000]
   capacity     [--max N] [--max-os-threads N]
@@ -89,7 +94,11 @@ const SPEC: Spec = Spec {
         },
         Command {
             name: "yield",
-            options: &[Opt::value("yields")],
+            options: &[
+                Opt::value("tasks"),
+                Opt::value("yields"),
+                Opt::value("call"),
+            ],
         },
         Command {
             name: "idle",
@@ -112,11 +121,26 @@ const SPEC: Spec = Spec {
 
 /// A command with its options read: everything is checked before anything runs.
 enum Work {
-    SpawnJoin { tasks: usize, batch: usize },
-    PingPong { round_trips: u64 },
-    Yield { yields: u64 },
-    Idle { tasks: usize, sleep_ms: u64 },
-    Capacity { max: usize, max_os_threads: usize },
+    SpawnJoin {
+        tasks: usize,
+        batch: usize,
+    },
+    PingPong {
+        round_trips: u64,
+    },
+    Yield {
+        tasks: usize,
+        yields: u64,
+        call: YieldCall,
+    },
+    Idle {
+        tasks: usize,
+        sleep_ms: u64,
+    },
+    Capacity {
+        max: usize,
+        max_os_threads: usize,
+    },
     EchoServer,
     HttpServer,
 }
@@ -132,7 +156,12 @@ impl Work {
                 round_trips: args.get("round-trips", 100_000),
             },
             "yield" => Work::Yield {
+                tasks: args.get("tasks", 1),
                 yields: args.get("yields", 1_000_000),
+                call: match args.choice("call", &["corun", "std"], Some("corun")) {
+                    "std" => YieldCall::Std,
+                    _ => YieldCall::Corun,
+                },
             },
             "idle" => Work::Idle {
                 tasks: args.get("tasks", 100_000),
@@ -160,7 +189,11 @@ fn main() {
     match work {
         Work::SpawnJoin { tasks, batch } => spawn_join(spawner, tasks, batch),
         Work::PingPong { round_trips } => ping_pong(spawner, round_trips),
-        Work::Yield { yields: n } => yields(spawner, n),
+        Work::Yield {
+            tasks,
+            yields: n,
+            call,
+        } => yields(spawner, tasks, n, call),
         Work::Idle { tasks, sleep_ms } => idle(spawner, tasks, sleep_ms),
         Work::Capacity {
             max,
@@ -251,26 +284,53 @@ fn ping_pong(spawner: Spawner, round_trips: u64) {
     );
 }
 
-/// One task yielding `yields` times: with corun, each `corun::yield_now` is a suspend and a
-/// resume of the coroutine (the worker has nothing else to run), so this times a switch round
-/// trip, thread-pointer switches included; with threads, `std::thread::yield_now`.
-fn yields(spawner: Spawner, yields: u64) {
-    let task = spawner
+/// Which yield the `yield` tasks call.
+#[derive(Clone, Copy)]
+enum YieldCall {
+    /// `corun::yield_now()` (without the runtime: `std::thread::yield_now()`).
+    Corun,
+    /// `std::thread::yield_now()`: `sched_yield`, which the hook turns into a coroutine yield.
+    Std,
+}
+
+/// `tasks` tasks that each yield `yields` times. A coordinator task spawns them and joins
+/// them; its time from before the first spawn to after the last join, over all the yields, is
+/// the time per yield. With corun on one worker each yield suspends a coroutine and resumes
+/// the next one in the worker's queue (with one task, the same one: a switch round trip,
+/// thread-pointer switches included); the coordinator is parked in `join` meanwhile. With
+/// threads, each is a `sched_yield` system call.
+fn yields(spawner: Spawner, tasks: usize, yields: u64, call: YieldCall) {
+    let coordinator = spawner
         .spawn(move || {
             let start = Instant::now();
-            for _ in 0..yields {
-                match spawner {
-                    Spawner::Corun => corun::yield_now(),
-                    Spawner::Thread => std::thread::yield_now(),
-                }
+            let handles: Vec<_> = (0..tasks)
+                .map(|i| {
+                    spawner
+                        .spawn(move || {
+                            for _ in 0..yields {
+                                match call {
+                                    YieldCall::Corun => corun::yield_now(),
+                                    YieldCall::Std => std::thread::yield_now(),
+                                }
+                            }
+                        })
+                        .unwrap_or_else(|e| spawn_failed(i + 1, &e))
+                })
+                .collect();
+            for handle in handles {
+                handle.join().expect("a yielding task panicked");
             }
             start.elapsed()
         })
         .unwrap_or_else(|e| spawn_failed(0, &e));
-    let elapsed = task.join().expect("the yielding task panicked");
+    let elapsed = coordinator.join().expect("the coordinator panicked");
     emit(
         "RESULT",
-        &[("yields", &yields), ("elapsed_ns", &elapsed.as_nanos())],
+        &[
+            ("tasks", &tasks),
+            ("yields", &(tasks as u64 * yields)),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
     );
 }
 

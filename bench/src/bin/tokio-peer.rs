@@ -28,12 +28,16 @@ usage: tokio-peer COMMAND [OPTIONS]
 commands (defaults in brackets):
   spawn-join   [--tasks N] [--batch B]   N empty tasks [100000], joined B at a time [10000]
   ping-pong    [--round-trips N]         N round trips between two tasks [100000]
+  yield        [--tasks K] [--yields N]  K tasks [1] each calling
+                                         tokio::task::yield_now().await N times [1000000],
+                                         on a runtime of one worker
   idle         [--tasks N] [--sleep-ms MS]
                                          N tasks [100000] that each sleep MS ms [5000]
   echo-server                            a task-per-connection echo server
   http-server                            a hyper HTTP/1.1 hello-world server
 
-Runs on tokio's multi-threaded runtime (one worker per CPU this process may use).
+Runs on tokio's multi-threaded runtime (one worker per CPU this process may use; one for
+yield).
 Output: bench/src/protocol.rs lines.
 ";
 
@@ -49,6 +53,10 @@ const SPEC: Spec = Spec {
         Command {
             name: "ping-pong",
             options: &[Opt::value("round-trips")],
+        },
+        Command {
+            name: "yield",
+            options: &[Opt::value("tasks"), Opt::value("yields")],
         },
         Command {
             name: "idle",
@@ -69,6 +77,7 @@ const SPEC: Spec = Spec {
 enum Work {
     SpawnJoin { tasks: usize, batch: usize },
     PingPong { round_trips: u64 },
+    Yield { tasks: usize, yields: u64 },
     Idle { tasks: usize, sleep_ms: u64 },
     EchoServer,
     HttpServer,
@@ -84,6 +93,10 @@ impl Work {
             "ping-pong" => Work::PingPong {
                 round_trips: args.get("round-trips", 100_000),
             },
+            "yield" => Work::Yield {
+                tasks: args.get("tasks", 1),
+                yields: args.get("yields", 1_000_000),
+            },
             "idle" => Work::Idle {
                 tasks: args.get("tasks", 100_000),
                 sleep_ms: args.get("sleep-ms", 5_000),
@@ -97,7 +110,11 @@ impl Work {
 
 fn main() {
     let work = Work::from_args(&Args::from_env(&SPEC));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Work::Yield { .. } = work {
+        builder.worker_threads(1);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(&format!("cannot start tokio: {e}")));
@@ -105,6 +122,7 @@ fn main() {
         match work {
             Work::SpawnJoin { tasks, batch } => spawn_join(tasks, batch).await,
             Work::PingPong { round_trips } => ping_pong(round_trips).await,
+            Work::Yield { tasks, yields: n } => yields(tasks, n).await,
             Work::Idle { tasks, sleep_ms } => idle(tasks, sleep_ms).await,
             Work::EchoServer => echo_server().await,
             Work::HttpServer => http_server().await,
@@ -161,6 +179,37 @@ async fn ping_pong(round_trips: u64) {
         "RESULT",
         &[
             ("round_trips", &round_trips),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
+    );
+}
+
+/// `tasks` tasks that each call `tokio::task::yield_now().await` `yields` times, on the one
+/// worker: a coordinator task spawns and awaits them, and its time from before the first spawn
+/// to after the last join, over all the yields, is the time per yield.
+async fn yields(tasks: usize, yields: u64) {
+    let coordinator = tokio::spawn(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("a yielding task panicked");
+        }
+        start.elapsed()
+    });
+    let elapsed = coordinator.await.expect("the coordinator panicked");
+    emit(
+        "RESULT",
+        &[
+            ("tasks", &tasks),
+            ("yields", &(tasks as u64 * yields)),
             ("elapsed_ns", &elapsed.as_nanos()),
         ],
     );

@@ -33,7 +33,7 @@ usage: corun-bench [--hook PATH] [--go-peer PATH] [--out DIR] [--quick] [--reps 
   --quick          1 run per peer, small counts: a smoke test
   --reps N         runs per peer in every case, N >= 1 [3; 1 with --quick]
   --only LIST      only these scenarios, comma-separated:
-                   switch,spawn-join,ping-pong,idle-memory,fresh-spawn,echo,http,identity
+                   switch,spawn-join,ping-pong,yield,idle-memory,fresh-spawn,echo,http,identity
 
 scripts/bench.sh (make bench) builds everything and runs this.
 ";
