@@ -2,11 +2,8 @@
 // scenarios as the Rust peers, written as idiomatic Go (goroutines, channels, net, net/http),
 // on Go's default runtime settings (GOMAXPROCS = the CPUs this process may run on).
 //
-//	go-peer spawn-join  [--tasks N] [--batch B]
-//	go-peer ping-pong   [--round-trips N]
-//	go-peer idle        [--tasks N] [--sleep-ms MS]
-//	go-peer echo-server
-//	go-peer http-server
+// The command line is in usage (what "go-peer --help" prints). An unknown command or
+// option, or a bad value, is one line on stderr and exit status 2, before anything runs.
 //
 // Output follows the suite's line protocol (bench/src/protocol.rs): lines
 // "TAG key=value ...", with RESULT, PORT and READY tags.
@@ -14,12 +11,14 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,32 +26,124 @@ import (
 	"time"
 )
 
-func main() {
-	if len(os.Args) < 2 {
-		fail("usage: go-peer spawn-join|ping-pong|idle|echo-server|http-server [options]")
+const usage = `usage: go-peer COMMAND [OPTIONS]
+
+commands (defaults in brackets):
+  spawn-join   [--tasks N] [--batch B]   N empty goroutines [100000], joined B at a time [10000]
+  ping-pong    [--round-trips N]         N round trips between two goroutines [100000]
+  yield        [--tasks K] [--yields N]  K goroutines [1] each calling runtime.Gosched()
+                                         N times [1000000], with GOMAXPROCS=1
+  idle         [--tasks N] [--sleep-ms MS]
+                                         N goroutines [100000] that each sleep MS ms [5000]
+  echo-server                            a goroutine-per-connection echo server
+  http-server                            a net/http hello-world server
+
+Runs on Go's default runtime settings (GOMAXPROCS = the CPUs this process may use; 1 for
+yield).
+Output: bench/src/protocol.rs lines.
+`
+
+// options are the values of a command line; only the command's own are set by parseArgs.
+type options struct {
+	tasks, batch, roundTrips, yields, sleepMs uint
+}
+
+// errHelp is what parseArgs returns for --help.
+var errHelp = errors.New("help")
+
+// parseArgs checks a command line (without the program name) and returns its command and
+// options: errHelp for --help or -h anywhere, another error naming what is wrong.
+func parseArgs(args []string) (string, options, error) {
+	opts := options{tasks: 100000, batch: 10000, roundTrips: 100000, yields: 1000000, sleepMs: 5000}
+	for _, arg := range args {
+		if arg == "--help" || arg == "-h" {
+			return "", opts, errHelp
+		}
 	}
-	command := os.Args[1]
-	flags := flag.NewFlagSet(command, flag.ExitOnError)
-	tasks := flags.Int("tasks", 100000, "number of tasks")
-	batch := flags.Int("batch", 10000, "tasks spawned before joining")
-	roundTrips := flags.Int("round-trips", 100000, "ping-pong round trips")
-	sleepMs := flags.Int("sleep-ms", 5000, "how long each idle task sleeps")
-	if err := flags.Parse(os.Args[2:]); err != nil {
-		fail(err.Error())
+	if len(args) == 0 {
+		return "", opts, errors.New("no command given (expected " + commands + ")")
+	}
+	if strings.HasPrefix(args[0], "-") {
+		return "", opts, fmt.Errorf("unknown option `%s` before the command", args[0])
+	}
+	command := args[0]
+	flags := flag.NewFlagSet(command, flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	count := func(name string, target *uint) { flags.Var(&once{target: target}, name, "") }
+	switch command {
+	case "spawn-join":
+		count("tasks", &opts.tasks)
+		count("batch", &opts.batch)
+	case "ping-pong":
+		count("round-trips", &opts.roundTrips)
+	case "yield":
+		opts.tasks = 1
+		count("tasks", &opts.tasks)
+		count("yields", &opts.yields)
+	case "idle":
+		count("tasks", &opts.tasks)
+		count("sleep-ms", &opts.sleepMs)
+	case "echo-server", "http-server":
+	default:
+		return "", opts, fmt.Errorf("unknown command `%s` (expected %s)", command, commands)
+	}
+	if err := flags.Parse(args[1:]); err != nil {
+		return "", opts, err
+	}
+	if flags.NArg() > 0 {
+		return "", opts, fmt.Errorf("unexpected argument `%s`", flags.Arg(0))
+	}
+	return command, opts, nil
+}
+
+const commands = "spawn-join|ping-pong|yield|idle|echo-server|http-server"
+
+// once is a whole-number flag that may be given once.
+type once struct {
+	target *uint
+	set    bool
+}
+
+func (o *once) String() string {
+	if o.target == nil {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*o.target), 10)
+}
+
+func (o *once) Set(text string) error {
+	if o.set {
+		return errors.New("given twice")
+	}
+	n, err := strconv.ParseUint(text, 10, 0)
+	if err != nil {
+		return errors.New("expected a whole number")
+	}
+	*o.target, o.set = uint(n), true
+	return nil
+}
+
+func main() {
+	command, opts, err := parseArgs(os.Args[1:])
+	if err == errHelp {
+		fmt.Print(usage)
+		os.Exit(0)
+	} else if err != nil {
+		fail(err.Error() + "; see `go-peer --help`")
 	}
 	switch command {
 	case "spawn-join":
-		spawnJoin(*tasks, *batch)
+		spawnJoin(int(opts.tasks), int(opts.batch))
 	case "ping-pong":
-		pingPong(*roundTrips)
+		pingPong(int(opts.roundTrips))
+	case "yield":
+		yields(int(opts.tasks), int(opts.yields))
 	case "idle":
-		idle(*tasks, time.Duration(*sleepMs)*time.Millisecond)
+		idle(int(opts.tasks), time.Duration(opts.sleepMs)*time.Millisecond)
 	case "echo-server":
 		echoServer()
 	case "http-server":
 		httpServer()
-	default:
-		fail("unknown scenario " + command)
 	}
 }
 
@@ -112,6 +203,27 @@ func pingPong(roundTrips int) {
 		fail("lost a message")
 	}
 	emit("RESULT", "round_trips", roundTrips, "elapsed_ns", elapsed.Nanoseconds())
+}
+
+// yields runs tasks goroutines that each call runtime.Gosched() yields times, with
+// GOMAXPROCS=1; the main goroutine spawns and waits for them, and its time from before the
+// first spawn to after the last one is done, over all the yields, is the time per yield.
+func yields(tasks, yields int) {
+	runtime.GOMAXPROCS(1)
+	var wg sync.WaitGroup
+	wg.Add(tasks)
+	start := time.Now()
+	for i := 0; i < tasks; i++ {
+		go func() {
+			for j := 0; j < yields; j++ {
+				runtime.Gosched()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	emit("RESULT", "tasks", tasks, "yields", tasks*yields, "elapsed_ns", elapsed.Nanoseconds())
 }
 
 func idle(tasks int, nap time.Duration) {

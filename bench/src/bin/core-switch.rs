@@ -1,9 +1,7 @@
 //! The context-switch core: corun's `corun::coroutine` against corosensei 0.3 and `generator`
 //! (may's core), one library per process run.
 //!
-//! ```text
-//! core-switch --peer corun|corosensei|generator --op switch|call [--iters N] [--batches B]
-//! ```
+//! The command line is in [`USAGE`] (what `core-switch --help` prints). The operations:
 //!
 //! - `switch`: one resume + one suspend round trip, passing a `usize` each way;
 //! - `call`: create a coroutine on an already-allocated stack, run it to its return, drop it
@@ -15,26 +13,51 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{Args, Opt, Spec};
 use corun_bench::protocol::emit;
 
 /// Stack size for every library: 64 KiB, as in the repository's criterion bench.
 const STACK_BYTES: usize = 64 * 1024;
 
+/// What `core-switch --help` prints.
+const USAGE: &str = "\
+usage: core-switch --peer corun|corosensei|generator --op switch|call [--iters N] [--batches B]
+
+  --peer     the library to time
+  --op       switch: a resume + suspend round trip; call: create, run and drop a coroutine
+             on a reused stack
+  --iters    operations per batch [1000000]
+  --batches  timed batches after a warm-up; the median is reported [5]
+
+Prints `RESULT ns_per_op=...` (bench/src/protocol.rs).
+";
+
+const SPEC: Spec = Spec {
+    program: "core-switch",
+    usage: USAGE,
+    options: &[
+        Opt::value("peer"),
+        Opt::value("op"),
+        Opt::value("iters"),
+        Opt::value("batches"),
+    ],
+    commands: &[],
+};
+
 fn main() {
-    let args = Args::from_env();
-    let peer = args.text("peer", "");
-    let op = args.text("op", "");
+    let args = Args::from_env(&SPEC);
+    let peer = args.choice("peer", &["corun", "corosensei", "generator"], None);
+    let op = args.choice("op", &["switch", "call"], None);
     let iters: u64 = args.get("iters", 1_000_000);
     let batches: usize = args.get("batches", 5);
-    let ns_per_op = match (peer.as_str(), op.as_str()) {
+    let ns_per_op = match (peer, op) {
         ("corun", "switch") => timed(iters, batches, corun_switch),
         ("corun", "call") => timed(iters, batches, corun_call),
         ("corosensei", "switch") => timed(iters, batches, corosensei_switch),
         ("corosensei", "call") => timed(iters, batches, corosensei_call),
         ("generator", "switch") => timed(iters, batches, generator_switch),
         ("generator", "call") => timed(iters, batches, generator_call),
-        _ => fail("usage: core-switch --peer corun|corosensei|generator --op switch|call"),
+        _ => unreachable!("--peer and --op are checked against these choices"),
     };
     emit("RESULT", &[("ns_per_op", &format!("{ns_per_op:.3}"))]);
 }

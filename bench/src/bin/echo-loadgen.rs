@@ -1,10 +1,6 @@
 //! The echo load generator, the same for every peer.
 //!
-//! ```text
-//! echo-loadgen --addr 127.0.0.1:PORT --connections N [--message-bytes 64]
-//!              [--warmup-ms MS] [--duration-ms MS] [--server-pid PID]
-//!              [--connect-parallelism P] [--connect-phase-ms MS]
-//! ```
+//! The command line is in [`USAGE`] (what `echo-loadgen --help` prints).
 //!
 //! Opens N connections (at most P connecting at once; whatever is not connected when the
 //! connect phase ends counts as failed), then on each one sends a message, waits for the whole
@@ -28,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{fail, Args, Opt, Spec};
 use corun_bench::procfs;
 use corun_bench::protocol::emit;
 
@@ -52,8 +48,40 @@ struct Options {
     connect_phase: Duration,
 }
 
+/// What `echo-loadgen --help` prints.
+const USAGE: &str = "\
+usage: echo-loadgen --addr IP:PORT [OPTIONS]
+
+  --addr IP:PORT             the echo server
+  --connections N            connections, each one message in flight [100]
+  --message-bytes B          bytes per message [64]
+  --warmup-ms MS             round trips before the window are not counted [1000]
+  --duration-ms MS           the measurement window [5000]
+  --server-pid PID           read this process's CPU time over the window [none]
+  --connect-parallelism P    connections being set up at once [64]
+  --connect-phase-ms MS      connections not up by then count as failed [20000]
+
+Prints `RESULT round_trips=... seconds=... p50_us=... p99_us=... ...` (bench/src/protocol.rs).
+";
+
+const SPEC: Spec = Spec {
+    program: "echo-loadgen",
+    usage: USAGE,
+    options: &[
+        Opt::value("addr"),
+        Opt::value("connections"),
+        Opt::value("message-bytes"),
+        Opt::value("warmup-ms"),
+        Opt::value("duration-ms"),
+        Opt::value("server-pid"),
+        Opt::value("connect-parallelism"),
+        Opt::value("connect-phase-ms"),
+    ],
+    commands: &[],
+};
+
 fn main() {
-    let args = Args::from_env();
+    let args = Args::from_env(&SPEC);
     let addr = args.text("addr", "");
     let options = Options {
         addr: addr

@@ -2,12 +2,7 @@
 //! sleeps and sockets, on may's default configuration (one worker per CPU the process may run
 //! on, 32 KiB stacks).
 //!
-//! ```text
-//! may-peer spawn-join  [--tasks N] [--batch B]
-//! may-peer ping-pong   [--round-trips N]
-//! may-peer idle        [--tasks N] [--sleep-ms MS]
-//! may-peer echo-server
-//! ```
+//! The command line is in [`USAGE`] (what `may-peer --help` prints).
 //!
 //! `go!` wraps may's `unsafe fn spawn`, whose contract is that the coroutine does not block its
 //! worker thread in non-may calls and does not rely on thread-local storage across yields;
@@ -24,18 +19,66 @@ use may::coroutine::JoinHandle;
 use may::go;
 use may::net::{TcpListener, TcpStream};
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{fail, Args, Command, Opt, Spec};
 use corun_bench::procfs;
 use corun_bench::protocol::emit;
 
+/// What `may-peer --help` prints.
+const USAGE: &str = "\
+usage: may-peer COMMAND [OPTIONS]
+
+commands (defaults in brackets):
+  spawn-join   [--tasks N] [--batch B]   N empty coroutines [100000], joined B at a time [10000]
+  ping-pong    [--round-trips N]         N round trips between two coroutines [100000]
+  yield        [--tasks K] [--yields N]  K coroutines [1] each calling
+                                         may::coroutine::yield_now() N times [1000000], on
+                                         one worker
+  idle         [--tasks N] [--sleep-ms MS]
+                                         N coroutines [100000] that each sleep MS ms [5000]
+  echo-server                            a coroutine-per-connection echo server
+
+Runs on may's default configuration (one worker per CPU this process may use; one for
+yield).
+Output: bench/src/protocol.rs lines.
+";
+
+const SPEC: Spec = Spec {
+    program: "may-peer",
+    usage: USAGE,
+    options: &[],
+    commands: &[
+        Command {
+            name: "spawn-join",
+            options: &[Opt::value("tasks"), Opt::value("batch")],
+        },
+        Command {
+            name: "ping-pong",
+            options: &[Opt::value("round-trips")],
+        },
+        Command {
+            name: "yield",
+            options: &[Opt::value("tasks"), Opt::value("yields")],
+        },
+        Command {
+            name: "idle",
+            options: &[Opt::value("tasks"), Opt::value("sleep-ms")],
+        },
+        Command {
+            name: "echo-server",
+            options: &[],
+        },
+    ],
+};
+
 fn main() {
-    let args = Args::from_env();
+    let args = Args::from_env(&SPEC);
     match args.command.as_str() {
         "spawn-join" => spawn_join(args.get("tasks", 100_000), args.get("batch", 10_000)),
         "ping-pong" => ping_pong(args.get("round-trips", 100_000)),
+        "yield" => yields(args.get("tasks", 1), args.get("yields", 1_000_000)),
         "idle" => idle(args.get("tasks", 100_000), args.get("sleep-ms", 5_000)),
         "echo-server" => echo_server(),
-        _ => fail("usage: may-peer spawn-join|ping-pong|idle|echo-server"),
+        other => unreachable!("`{other}` is not in the spec"),
     }
 }
 
@@ -88,6 +131,39 @@ fn ping_pong(round_trips: u64) {
         "RESULT",
         &[
             ("round_trips", &round_trips),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
+    );
+}
+
+/// `tasks` coroutines that each call `may::coroutine::yield_now()` `yields` times, on one
+/// worker: a coordinator coroutine spawns and joins them, and its time from before the first
+/// spawn to after the last join, over all the yields, is the time per yield.
+fn yields(tasks: usize, yields: u64) {
+    // Before anything starts may's scheduler, which reads it once.
+    may::config().set_workers(1);
+    let coordinator = go!(move || {
+        let start = Instant::now();
+        let handles: Vec<JoinHandle<()>> = (0..tasks)
+            .map(|_| {
+                go!(move || {
+                    for _ in 0..yields {
+                        may::coroutine::yield_now();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().expect("a yielding task panicked");
+        }
+        start.elapsed()
+    });
+    let elapsed = coordinator.join().expect("the coordinator panicked");
+    emit(
+        "RESULT",
+        &[
+            ("tasks", &tasks),
+            ("yields", &(tasks as u64 * yields)),
             ("elapsed_ns", &elapsed.as_nanos()),
         ],
     );

@@ -1,15 +1,7 @@
 //! Plain std code, spawning with `corun::spawn` (run it with `libcorun_hook.so` preloaded) or
 //! with `std::thread::spawn` (`--spawn thread`): the same source for both.
 //!
-//! ```text
-//! std-peer --spawn corun|thread spawn-join  [--tasks N] [--batch B]
-//! std-peer --spawn corun|thread ping-pong   [--round-trips N]
-//! std-peer --spawn corun|thread yield       [--yields N]
-//! std-peer --spawn corun|thread idle        [--tasks N] [--sleep-ms MS]
-//! std-peer --spawn corun|thread capacity    [--max N] [--max-os-threads N]
-//! std-peer --spawn corun|thread echo-server
-//! std-peer --spawn corun|thread http-server
-//! ```
+//! The command line is in [`USAGE`] (what `std-peer --help` prints).
 //!
 //! Everything inside the tasks is ordinary blocking std code: `std::sync::mpsc`,
 //! `std::thread::sleep`, `std::net::TcpStream::read` / `write_all`. Output follows
@@ -22,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, RwLock};
 use std::time::{Duration, Instant};
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{fail, Args, Command, Opt, Spec};
 use corun_bench::procfs;
 use corun_bench::protocol::emit;
 
@@ -61,30 +53,154 @@ impl<T> Task<T> {
     }
 }
 
-fn main() {
-    let args = Args::from_env();
-    let spawner = match args.text("spawn", "corun").as_str() {
-        "corun" => Spawner::Corun,
-        "thread" => Spawner::Thread,
-        other => fail(&format!("--spawn must be corun or thread, not {other}")),
-    };
-    let on_coroutines = report_mode(spawner);
-    match args.command.as_str() {
-        "spawn-join" => spawn_join(spawner, args.get("tasks", 100_000), args.get("batch", 10_000)),
-        "ping-pong" => ping_pong(spawner, args.get("round-trips", 100_000)),
-        "yield" => yields(spawner, args.get("yields", 1_000_000)),
-        "idle" => idle(spawner, args.get("tasks", 100_000), args.get("sleep-ms", 5_000)),
-        "capacity" => {
-            let max = if on_coroutines {
-                args.get("max", 250_000)
-            } else {
-                args.get("max-os-threads", 10_000)
-            };
-            capacity(spawner, max)
+/// What `std-peer --help` prints.
+const USAGE: &str = "\
+usage: std-peer [--spawn corun|thread] COMMAND [OPTIONS]
+
+commands (defaults in brackets):
+  spawn-join   [--tasks N] [--batch B]   N empty tasks [100000], joined B at a time [10000]
+  ping-pong    [--round-trips N]         N round trips between two tasks [100000]
+  yield        [--tasks K] [--yields N] [--call corun|std]
+                                         K tasks [1] each yielding N times [1000000] with
+                                         corun::yield_now (corun, the default) or
+                                         std::thread::yield_now (std: sched_yield, which
+                                         the hook turns into a coroutine yield); with
+                                         CORUN_WORKERS=1, all on one worker
+  idle         [--tasks N] [--sleep-ms MS]
+                                         N tasks [100000] that each sleep MS ms [5000]
+  capacity     [--max N] [--max-os-threads N]
+                                         hold tasks until a spawn fails or N are alive
+                                         [250000; on OS threads --max-os-threads, 10000]
+  echo-server                            a thread-per-connection echo server
+  http-server                            a thread-per-connection HTTP/1.1 hello-world
+
+--spawn corun (the default) spawns with corun::spawn: run it with
+LD_PRELOAD=libcorun_hook.so, or it runs on OS threads (the MODE line says which).
+--spawn thread spawns with std::thread::spawn. Output: bench/src/protocol.rs lines.
+";
+
+const SPEC: Spec = Spec {
+    program: "std-peer",
+    usage: USAGE,
+    options: &[Opt::value("spawn")],
+    commands: &[
+        Command {
+            name: "spawn-join",
+            options: &[Opt::value("tasks"), Opt::value("batch")],
+        },
+        Command {
+            name: "ping-pong",
+            options: &[Opt::value("round-trips")],
+        },
+        Command {
+            name: "yield",
+            options: &[
+                Opt::value("tasks"),
+                Opt::value("yields"),
+                Opt::value("call"),
+            ],
+        },
+        Command {
+            name: "idle",
+            options: &[Opt::value("tasks"), Opt::value("sleep-ms")],
+        },
+        Command {
+            name: "capacity",
+            options: &[Opt::value("max"), Opt::value("max-os-threads")],
+        },
+        Command {
+            name: "echo-server",
+            options: &[],
+        },
+        Command {
+            name: "http-server",
+            options: &[],
+        },
+    ],
+};
+
+/// A command with its options read: everything is checked before anything runs.
+enum Work {
+    SpawnJoin {
+        tasks: usize,
+        batch: usize,
+    },
+    PingPong {
+        round_trips: u64,
+    },
+    Yield {
+        tasks: usize,
+        yields: u64,
+        call: YieldCall,
+    },
+    Idle {
+        tasks: usize,
+        sleep_ms: u64,
+    },
+    Capacity {
+        max: usize,
+        max_os_threads: usize,
+    },
+    EchoServer,
+    HttpServer,
+}
+
+impl Work {
+    fn from_args(args: &Args) -> Work {
+        match args.command.as_str() {
+            "spawn-join" => Work::SpawnJoin {
+                tasks: args.get("tasks", 100_000),
+                batch: args.get("batch", 10_000),
+            },
+            "ping-pong" => Work::PingPong {
+                round_trips: args.get("round-trips", 100_000),
+            },
+            "yield" => Work::Yield {
+                tasks: args.get("tasks", 1),
+                yields: args.get("yields", 1_000_000),
+                call: match args.choice("call", &["corun", "std"], Some("corun")) {
+                    "std" => YieldCall::Std,
+                    _ => YieldCall::Corun,
+                },
+            },
+            "idle" => Work::Idle {
+                tasks: args.get("tasks", 100_000),
+                sleep_ms: args.get("sleep-ms", 5_000),
+            },
+            "capacity" => Work::Capacity {
+                max: args.get("max", 250_000),
+                max_os_threads: args.get("max-os-threads", 10_000),
+            },
+            "echo-server" => Work::EchoServer,
+            "http-server" => Work::HttpServer,
+            other => unreachable!("`{other}` is not in the spec"),
         }
-        "echo-server" => serve(spawner, echo_connection),
-        "http-server" => serve(spawner, http_connection),
-        _ => fail("usage: std-peer --spawn corun|thread spawn-join|ping-pong|yield|idle|capacity|echo-server|http-server"),
+    }
+}
+
+fn main() {
+    let args = Args::from_env(&SPEC);
+    let spawner = match args.choice("spawn", &["corun", "thread"], Some("corun")) {
+        "thread" => Spawner::Thread,
+        _ => Spawner::Corun,
+    };
+    let work = Work::from_args(&args);
+    let on_coroutines = report_mode(spawner);
+    match work {
+        Work::SpawnJoin { tasks, batch } => spawn_join(spawner, tasks, batch),
+        Work::PingPong { round_trips } => ping_pong(spawner, round_trips),
+        Work::Yield {
+            tasks,
+            yields: n,
+            call,
+        } => yields(spawner, tasks, n, call),
+        Work::Idle { tasks, sleep_ms } => idle(spawner, tasks, sleep_ms),
+        Work::Capacity {
+            max,
+            max_os_threads,
+        } => capacity(spawner, if on_coroutines { max } else { max_os_threads }),
+        Work::EchoServer => serve(spawner, echo_connection),
+        Work::HttpServer => serve(spawner, http_connection),
     }
 }
 
@@ -168,26 +284,53 @@ fn ping_pong(spawner: Spawner, round_trips: u64) {
     );
 }
 
-/// One task yielding `yields` times: with corun, each `corun::yield_now` is a suspend and a
-/// resume of the coroutine (the worker has nothing else to run), so this times a switch round
-/// trip, thread-pointer switches included; with threads, `std::thread::yield_now`.
-fn yields(spawner: Spawner, yields: u64) {
-    let task = spawner
+/// Which yield the `yield` tasks call.
+#[derive(Clone, Copy)]
+enum YieldCall {
+    /// `corun::yield_now()` (without the runtime: `std::thread::yield_now()`).
+    Corun,
+    /// `std::thread::yield_now()`: `sched_yield`, which the hook turns into a coroutine yield.
+    Std,
+}
+
+/// `tasks` tasks that each yield `yields` times. A coordinator task spawns them and joins
+/// them; its time from before the first spawn to after the last join, over all the yields, is
+/// the time per yield. With corun on one worker each yield suspends a coroutine and resumes
+/// the next one in the worker's queue (with one task, the same one: a switch round trip,
+/// thread-pointer switches included); the coordinator is parked in `join` meanwhile. With
+/// threads, each is a `sched_yield` system call.
+fn yields(spawner: Spawner, tasks: usize, yields: u64, call: YieldCall) {
+    let coordinator = spawner
         .spawn(move || {
             let start = Instant::now();
-            for _ in 0..yields {
-                match spawner {
-                    Spawner::Corun => corun::yield_now(),
-                    Spawner::Thread => std::thread::yield_now(),
-                }
+            let handles: Vec<_> = (0..tasks)
+                .map(|i| {
+                    spawner
+                        .spawn(move || {
+                            for _ in 0..yields {
+                                match call {
+                                    YieldCall::Corun => corun::yield_now(),
+                                    YieldCall::Std => std::thread::yield_now(),
+                                }
+                            }
+                        })
+                        .unwrap_or_else(|e| spawn_failed(i + 1, &e))
+                })
+                .collect();
+            for handle in handles {
+                handle.join().expect("a yielding task panicked");
             }
             start.elapsed()
         })
         .unwrap_or_else(|e| spawn_failed(0, &e));
-    let elapsed = task.join().expect("the yielding task panicked");
+    let elapsed = coordinator.join().expect("the coordinator panicked");
     emit(
         "RESULT",
-        &[("yields", &yields), ("elapsed_ns", &elapsed.as_nanos())],
+        &[
+            ("tasks", &tasks),
+            ("yields", &(tasks as u64 * yields)),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
     );
 }
 

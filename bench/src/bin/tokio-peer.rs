@@ -1,15 +1,8 @@
 //! The tokio peer: the suite's scenarios written as idiomatic tokio (and hyper for HTTP), on
 //! tokio's default multi-threaded runtime (one worker per CPU the process may run on).
 //!
-//! ```text
-//! tokio-peer spawn-join  [--tasks N] [--batch B]
-//! tokio-peer ping-pong   [--round-trips N]
-//! tokio-peer idle        [--tasks N] [--sleep-ms MS]
-//! tokio-peer echo-server
-//! tokio-peer http-server
-//! ```
-//!
-//! Output follows `corun_bench::protocol`.
+//! The command line is in [`USAGE`] (what `tokio-peer --help` prints). Output follows
+//! `corun_bench::protocol`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,24 +17,115 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{fail, Args, Command, Opt, Spec};
 use corun_bench::procfs;
 use corun_bench::protocol::emit;
 
+/// What `tokio-peer --help` prints.
+const USAGE: &str = "\
+usage: tokio-peer COMMAND [OPTIONS]
+
+commands (defaults in brackets):
+  spawn-join   [--tasks N] [--batch B]   N empty tasks [100000], joined B at a time [10000]
+  ping-pong    [--round-trips N]         N round trips between two tasks [100000]
+  yield        [--tasks K] [--yields N]  K tasks [1] each calling
+                                         tokio::task::yield_now().await N times [1000000],
+                                         on a runtime of one worker
+  idle         [--tasks N] [--sleep-ms MS]
+                                         N tasks [100000] that each sleep MS ms [5000]
+  echo-server                            a task-per-connection echo server
+  http-server                            a hyper HTTP/1.1 hello-world server
+
+Runs on tokio's multi-threaded runtime (one worker per CPU this process may use; one for
+yield).
+Output: bench/src/protocol.rs lines.
+";
+
+const SPEC: Spec = Spec {
+    program: "tokio-peer",
+    usage: USAGE,
+    options: &[],
+    commands: &[
+        Command {
+            name: "spawn-join",
+            options: &[Opt::value("tasks"), Opt::value("batch")],
+        },
+        Command {
+            name: "ping-pong",
+            options: &[Opt::value("round-trips")],
+        },
+        Command {
+            name: "yield",
+            options: &[Opt::value("tasks"), Opt::value("yields")],
+        },
+        Command {
+            name: "idle",
+            options: &[Opt::value("tasks"), Opt::value("sleep-ms")],
+        },
+        Command {
+            name: "echo-server",
+            options: &[],
+        },
+        Command {
+            name: "http-server",
+            options: &[],
+        },
+    ],
+};
+
+/// A command with its options read: everything is checked before anything runs.
+enum Work {
+    SpawnJoin { tasks: usize, batch: usize },
+    PingPong { round_trips: u64 },
+    Yield { tasks: usize, yields: u64 },
+    Idle { tasks: usize, sleep_ms: u64 },
+    EchoServer,
+    HttpServer,
+}
+
+impl Work {
+    fn from_args(args: &Args) -> Work {
+        match args.command.as_str() {
+            "spawn-join" => Work::SpawnJoin {
+                tasks: args.get("tasks", 100_000),
+                batch: args.get("batch", 10_000),
+            },
+            "ping-pong" => Work::PingPong {
+                round_trips: args.get("round-trips", 100_000),
+            },
+            "yield" => Work::Yield {
+                tasks: args.get("tasks", 1),
+                yields: args.get("yields", 1_000_000),
+            },
+            "idle" => Work::Idle {
+                tasks: args.get("tasks", 100_000),
+                sleep_ms: args.get("sleep-ms", 5_000),
+            },
+            "echo-server" => Work::EchoServer,
+            "http-server" => Work::HttpServer,
+            other => unreachable!("`{other}` is not in the spec"),
+        }
+    }
+}
+
 fn main() {
-    let args = Args::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let work = Work::from_args(&Args::from_env(&SPEC));
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Work::Yield { .. } = work {
+        builder.worker_threads(1);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(&format!("cannot start tokio: {e}")));
     runtime.block_on(async {
-        match args.command.as_str() {
-            "spawn-join" => spawn_join(args.get("tasks", 100_000), args.get("batch", 10_000)).await,
-            "ping-pong" => ping_pong(args.get("round-trips", 100_000)).await,
-            "idle" => idle(args.get("tasks", 100_000), args.get("sleep-ms", 5_000)).await,
-            "echo-server" => echo_server().await,
-            "http-server" => http_server().await,
-            _ => fail("usage: tokio-peer spawn-join|ping-pong|idle|echo-server|http-server"),
+        match work {
+            Work::SpawnJoin { tasks, batch } => spawn_join(tasks, batch).await,
+            Work::PingPong { round_trips } => ping_pong(round_trips).await,
+            Work::Yield { tasks, yields: n } => yields(tasks, n).await,
+            Work::Idle { tasks, sleep_ms } => idle(tasks, sleep_ms).await,
+            Work::EchoServer => echo_server().await,
+            Work::HttpServer => http_server().await,
         }
     });
 }
@@ -95,6 +179,37 @@ async fn ping_pong(round_trips: u64) {
         "RESULT",
         &[
             ("round_trips", &round_trips),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
+    );
+}
+
+/// `tasks` tasks that each call `tokio::task::yield_now().await` `yields` times, on the one
+/// worker: a coordinator task spawns and awaits them, and its time from before the first spawn
+/// to after the last join, over all the yields, is the time per yield.
+async fn yields(tasks: usize, yields: u64) {
+    let coordinator = tokio::spawn(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("a yielding task panicked");
+        }
+        start.elapsed()
+    });
+    let elapsed = coordinator.await.expect("the coordinator panicked");
+    emit(
+        "RESULT",
+        &[
+            ("tasks", &tasks),
+            ("yields", &(tasks as u64 * yields)),
             ("elapsed_ns", &elapsed.as_nanos()),
         ],
     );

@@ -1,13 +1,8 @@
 //! `corun-bench`: runs corun and its peers side by side and writes the report.
 //!
-//! ```text
-//! corun-bench --hook PATH [--go-peer PATH] [--out DIR] [--quick] [--reps N]
-//!             [--only switch,spawn-join,ping-pong,idle-memory,fresh-spawn,echo,http,identity]
-//! ```
-//!
-//! `scripts/bench.sh` builds everything and calls this. Tables go to stdout as each scenario
-//! finishes, progress to stderr; `DIR/report.md` and one `DIR/<scenario>.png` per scenario are
-//! written at the end.
+//! The command line is in [`USAGE`] (what `corun-bench --help` prints). `scripts/bench.sh`
+//! builds everything and calls this. Tables go to stdout as each scenario finishes, progress
+//! to stderr; `DIR/report.md` and one `DIR/<scenario>.png` per scenario are written at the end.
 
 mod chart;
 mod peers;
@@ -21,30 +16,74 @@ mod table;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use corun_bench::args::{fail, Args};
+use corun_bench::args::{bad_usage, fail, Args, Opt, Spec};
 
 use crate::peers::{find_on_path, Toolbox};
 use crate::scenarios::{Context, ALL};
 use crate::settings::Settings;
 
+/// What `corun-bench --help` prints.
+const USAGE: &str = "\
+usage: corun-bench [--hook PATH] [--go-peer PATH] [--out DIR] [--quick] [--reps N]
+                   [--only SCENARIO,...]
+
+  --hook PATH      libcorun_hook.so [target/release/libcorun_hook.so]
+  --go-peer PATH   the Go peer (bench/go); without it, Go is reported as failed
+  --out DIR        where report.md and the charts go [target/bench]
+  --quick          1 run per peer, small counts: a smoke test
+  --reps N         runs per peer in every case, N >= 1 [3; 1 with --quick]
+  --only LIST      only these scenarios, comma-separated:
+                   switch,spawn-join,ping-pong,yield,idle-memory,fresh-spawn,echo,http,identity
+
+scripts/bench.sh (make bench) builds everything and runs this.
+";
+
+const SPEC: Spec = Spec {
+    program: "corun-bench",
+    usage: USAGE,
+    options: &[
+        Opt::value("hook"),
+        Opt::value("go-peer"),
+        Opt::value("out"),
+        Opt::flag("quick"),
+        Opt::value("reps"),
+        Opt::value("only"),
+    ],
+    commands: &[],
+};
+
 fn main() {
-    let args = Args::from_env();
-    if !args.command.is_empty() {
-        fail(&format!("unexpected argument `{}`", args.command));
-    }
+    let args = Args::from_env(&SPEC);
     let mut settings = if args.flag("quick") {
         Settings::quick()
     } else {
         Settings::full()
     };
-    settings.reps = args.get("reps", settings.reps).max(1);
-    let only = args.text("only", "");
-    let only: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
+    settings.reps = args.get("reps", settings.reps);
+    if settings.reps == 0 {
+        bad_usage(
+            SPEC.program,
+            &"bad value `0` for --reps (expected 1 or more)",
+        );
+    }
+    let only_list = args.value::<String>("only").unwrap_or_default();
+    let only: Vec<&str> = only_list
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if only_list.is_some() && only.is_empty() {
+        bad_usage(SPEC.program, &"--only needs at least one scenario");
+    }
     if let Some(unknown) = only
         .iter()
         .find(|n| !ALL.iter().any(|(name, _)| name == *n))
     {
-        fail(&format!("unknown scenario `{unknown}` in --only"));
+        bad_usage(
+            SPEC.program,
+            &format!("unknown scenario `{unknown}` in --only"),
+        );
     }
 
     let out_dir = PathBuf::from(args.text("out", "target/bench"));
@@ -129,5 +168,22 @@ fn raise_open_file_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ALL, USAGE};
+
+    /// `--help` lists every scenario `--only` takes, in the order they run.
+    #[test]
+    fn usage_lists_every_scenario() {
+        let names: Vec<&str> = ALL.iter().map(|(name, _)| *name).collect();
+        let listed = USAGE
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(names[0]))
+            .expect("the usage lists no scenarios");
+        assert_eq!(listed, names.join(","));
     }
 }

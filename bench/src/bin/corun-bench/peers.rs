@@ -5,6 +5,7 @@
 //! | `corun`   | `std-peer --spawn corun`                  | `LD_PRELOAD=libcorun_hook.so` |
 //! | `corun-shared` | the same                             | and `CORUN_TLS=shared`        |
 //! | `corun-steal`  | the same                             | and `CORUN_STEAL=1`           |
+//! | `corun-std-yield` | the same (yield case: `--call std`) |                              |
 //! | `threads` | `std-peer --spawn thread`                 | the same source, OS threads   |
 //! | `tokio`   | `tokio-peer`                              |                               |
 //! | `may`     | `may-peer`                                |                               |
@@ -57,6 +58,12 @@ impl Toolbox {
     /// `corun-steal`: corun with `CORUN_STEAL=1` (idle workers take queued coroutines).
     pub fn corun_steal(&self) -> Peer {
         self.corun_with("corun-steal", &[("CORUN_STEAL", "1")])
+    }
+
+    /// `corun-std-yield`: corun, named apart for the yield case, where it runs with
+    /// `--call std` (`std::thread::yield_now`, which the hook turns into a coroutine yield).
+    pub fn corun_std_yield(&self) -> Peer {
+        self.corun_with("corun-std-yield", &[])
     }
 
     /// std-peer under the hook with these extra variables, labelled `name`.

@@ -16,6 +16,10 @@ pub struct Settings {
 
     pub round_trips: u64,
 
+    /// The yield case: tasks on the one worker, and yields per task.
+    pub yield_tasks: usize,
+    pub yield_yields: u64,
+
     pub idle_tasks: usize,
     pub idle_thread_tasks: usize,
     pub idle_sleep_ms: u64,
@@ -50,6 +54,8 @@ impl Settings {
             spawn_tasks: 100_000,
             spawn_batch: 10_000,
             round_trips: 100_000,
+            yield_tasks: 4,
+            yield_yields: 500_000,
             idle_tasks: 100_000,
             idle_thread_tasks: 10_000,
             idle_sleep_ms: 5_000,
@@ -78,6 +84,8 @@ impl Settings {
             spawn_tasks: 20_000,
             spawn_batch: 10_000,
             round_trips: 10_000,
+            yield_tasks: 4,
+            yield_yields: 50_000,
             idle_tasks: 10_000,
             idle_thread_tasks: 2_000,
             idle_sleep_ms: 2_000,

@@ -9,6 +9,7 @@ pub mod idle_memory;
 pub mod ping_pong;
 pub mod spawn_join;
 pub mod switch;
+pub mod yields;
 
 use std::io::Write;
 use std::time::Duration;
@@ -42,10 +43,11 @@ pub struct Section {
 pub type Scenario = fn(&Context) -> Section;
 
 /// Every scenario, in the order the suite runs them: `(name for --only, runner)`.
-pub const ALL: [(&str, Scenario); 8] = [
+pub const ALL: [(&str, Scenario); 9] = [
     ("switch", switch::run),
     ("spawn-join", spawn_join::run),
     ("ping-pong", ping_pong::run),
+    ("yield", yields::run),
     ("idle-memory", idle_memory::run),
     ("fresh-spawn", fresh_spawn::run),
     ("echo", echo::run),
