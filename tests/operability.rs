@@ -276,6 +276,7 @@ fn new_coroutines_finish_while_another_worker_is_stuck() {
             );
             println!("100 new coroutines finished in {took:?} while 'spinner' spun");
             join_within(spinner, Duration::from_secs(10), "spinner");
+            assert_eq!(corun::stats().unwrap().stuck_incidents, 1);
         })
     else {
         return; // in the child
@@ -291,6 +292,17 @@ fn new_coroutines_finish_while_another_worker_is_stuck() {
         finished.stderr.matches("without switching").count(),
         1,
         "warn once per incident:\n{}",
+        finished.describe()
+    );
+    // Where it spins, from the worker's own stack.
+    let stack = finished
+        .stderr
+        .split("where it runs now:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no stack in the warning:\n{}", finished.describe()));
+    assert!(
+        stack.contains("operability::busy_loop"),
+        "the stack should show busy_loop:\n{}",
         finished.describe()
     );
 }
@@ -404,6 +416,56 @@ fn the_guard_names_the_libc_call_a_coroutine_is_stuck_in() {
     assert!(
         finished.stderr.contains("'writer'") && finished.stderr.contains("inside `write`"),
         "{}",
+        finished.describe()
+    );
+    // Blocked in write(2) (system call 1): named, not interrupted for a stack.
+    assert!(
+        finished
+            .stderr
+            .contains("it is blocked in system call 1 (no stack taken"),
+        "{}",
+        finished.describe()
+    );
+}
+
+#[test]
+fn the_scheduler_trace_prints_a_line_per_interval() {
+    let Some(finished) = Child::new("the_scheduler_trace_prints_a_line_per_interval")
+        .env("CORUN_TRACE", "sched:100")
+        .env("CORUN_WORKERS", "2")
+        .run(|| {
+            let sleepers: Vec<_> = (0..10)
+                .map(|_| corun::spawn(|| std::thread::sleep(Duration::from_millis(450))))
+                .collect();
+            for s in sleepers {
+                s.join().unwrap();
+            }
+        })
+    else {
+        return; // in the child
+    };
+    let lines: Vec<&str> = finished
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("corun: sched "))
+        .collect();
+    assert!(lines.len() >= 3, "{}", finished.describe());
+    let shape = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.len() > 20
+            && words[2].ends_with("ms:")
+            && line.contains(": workers 2 (+0 spare) runnable [")
+            && line.contains(" parked fd=")
+            && line.contains("; per s: spawned ")
+            && line.contains(" switches ")
+            && line.contains("; stuck ")
+    };
+    assert!(lines.iter().all(|l| shape(l)), "{}", finished.describe());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" live 10 ") && l.contains(" sleep=10 ")),
+        "a line while the ten sleep:\n{}",
         finished.describe()
     );
 }

@@ -22,10 +22,12 @@ pub mod fork;
 pub mod reactor;
 pub mod registry;
 pub mod stack;
+pub mod stuck;
 pub mod sysmon;
 pub mod task;
 pub mod threads;
 pub mod timer;
+pub mod trace;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -226,9 +228,14 @@ impl Runtime {
     /// Starts a thread running `worker`'s loop as owner `epoch`.
     pub(crate) fn start_thread(&'static self, worker: &'static Worker, epoch: u64, kind: &str) {
         let spawned = threads::spawn(format!("corun-{kind}-{}", worker.index()), move || {
-            // SAFETY: a valid mask; pthread_sigmask on the calling thread.
+            // SAFETY: valid masks; pthread_sigmask on the calling thread. The stack requests
+            // of the stuck-worker guard must reach every worker.
             unsafe {
-                libc::pthread_sigmask(libc::SIG_SETMASK, &self.signal_mask, std::ptr::null_mut())
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.signal_mask, std::ptr::null_mut());
+                let mut ours: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut ours);
+                libc::sigaddset(&mut ours, stuck::SIGNAL);
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &ours, std::ptr::null_mut());
             };
             self.entered.fetch_add(1, Ordering::SeqCst);
             futex_wake(&self.entered, i32::MAX);

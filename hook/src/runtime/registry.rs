@@ -67,3 +67,13 @@ pub fn snapshot() -> Vec<Arc<Task>> {
     all.sort_by_key(|t| t.id());
     all
 }
+
+/// Calls `f` for every live task, shard by shard (no copy of the list; each shard is locked
+/// while its tasks are visited, so `f` must be quick and must not spawn).
+pub fn for_each(mut f: impl FnMut(&Task)) {
+    for shard in &SHARDS_TABLE {
+        if let Some(map) = shard.lock().as_ref() {
+            map.values().for_each(|task| f(task));
+        }
+    }
+}

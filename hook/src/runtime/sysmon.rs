@@ -57,6 +57,9 @@ pub fn start(runtime: &'static Runtime) {
     if config.control {
         super::control::open();
     }
+    if config.stuck_ms > 0 {
+        super::stuck::install();
+    }
     let spawned = super::threads::spawn("corun-sysmon".into(), move || monitor(runtime));
     if let Err(err) = spawned {
         log::warn(format_args!(
@@ -92,11 +95,15 @@ fn monitor(runtime: &'static Runtime) {
     // handler runs on another thread, and rings the monitor).
     crate::signal::block_all_on_this_thread();
     let config = config::get();
-    let tick = if config.stuck_ms == 0 {
+    let mut tick = if config.stuck_ms == 0 {
         Duration::from_millis(250)
     } else {
         Duration::from_millis((config.stuck_ms / 4).clamp(5, 100))
     };
+    let mut trace = config.trace_ms.map(|ms| {
+        tick = tick.min(Duration::from_millis(ms / 2));
+        super::trace::Trace::new(ms, runtime)
+    });
     let mut last_trim = now_ns();
     let mut dumps_done = 0;
     // Per worker slot: what the worker ran when last looked at, since when, and whether that
@@ -119,6 +126,9 @@ fn monitor(runtime: &'static Runtime) {
         }
         super::control::serve_pending(|json| take_dump(runtime, json));
         deadlock.check(runtime);
+        if let Some(trace) = &mut trace {
+            trace.tick(runtime);
+        }
         if config.stuck_ms > 0 {
             check_stuck(runtime, config.stuck_ms, config.migrate, &mut watch);
         }
@@ -251,6 +261,26 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
                 worker.stats().runnable
             ));
         }
+        message.push_str(&where_it_runs(worker, switches));
         log::warn(format_args!("{message}"));
+    }
+}
+
+/// The stuck coroutine's stack (or the system call it is blocked in), for the warning, if the
+/// worker is still in the same coroutine.
+fn where_it_runs(worker: &super::worker::Worker, switches: u64) -> String {
+    let seen = super::stuck::look_at(worker.tid(), Duration::from_millis(200));
+    let same = worker.running().is_some_and(|(_, now)| now == switches);
+    match seen {
+        super::stuck::Seen::Stack(ips) if same => format!(
+            "\n  where it runs now:\n{}",
+            dump::format_frames(&dump::resolve_trace(&ips)).trim_end_matches('\n')
+        ),
+        super::stuck::Seen::Syscall(nr) => {
+            format!(
+                "\n  it is blocked in system call {nr} (no stack taken, so as not to interrupt it)"
+            )
+        }
+        _ => String::new(),
     }
 }

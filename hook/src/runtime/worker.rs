@@ -221,6 +221,11 @@ impl Worker {
         request
     }
 
+    /// The kernel thread id of the thread running the worker now (0 before it first ran).
+    pub fn tid(&self) -> i32 {
+        self.tid.load(Ordering::Relaxed)
+    }
+
     /// The last trace request the worker completed (a futex word).
     pub fn traces_done(&self) -> &AtomicU32 {
         &self.trace_done

@@ -192,6 +192,10 @@ fn restarts(sig: c_int) -> bool {
 /// What the kernel runs for a signal whose handler the user installed: the user's handler,
 /// then the bookkeeping that lets the signal interrupt a coroutine's blocked call.
 extern "C" fn trampoline(sig: c_int, info: *mut siginfo_t, context: *mut c_void) {
+    // The monitor asking a stuck worker for its stack: not the program's signal.
+    if sig == crate::runtime::stuck::SIGNAL && crate::runtime::stuck::answer() {
+        return;
+    }
     // Before the handler, which may install another action.
     let restart = restarts(sig);
     let slot = &USER[sig as usize];
