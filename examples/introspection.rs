@@ -6,8 +6,10 @@
 //! ```
 //!
 //! It starts three named coroutines that block (in a socket read, a sleep and a mutex), prints
-//! the stats, sends itself SIGQUIT (the dump signal when `CORUN_DUMP=1`), then runs a coroutine
-//! that spins for 300 ms so the stuck-worker guard warns about it.
+//! the stats and its pid, and holds them blocked for a second — long enough for
+//! `corun dump PID` (or `corun dump PID --json`) from another terminal. With `CORUN_DUMP=1` it
+//! also sends itself SIGQUIT, the dump signal. Then it runs a coroutine that spins for 300 ms so
+//! the stuck-worker guard warns about it, with the spinner's stack.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -46,12 +48,16 @@ fn main() -> std::io::Result<()> {
         println!("stats: {stats}");
     }
 
+    println!(
+        "pid {}: `corun dump {0}` shows these coroutines for the next second",
+        std::process::id()
+    );
     if std::env::var("CORUN_DUMP").as_deref() == Ok("1") {
         // SAFETY: raise has no preconditions; SIGQUIT prints the dump when CORUN_DUMP=1.
         unsafe { libc::raise(libc::SIGQUIT) };
-        std::thread::sleep(Duration::from_secs(1));
-        println!("the program carries on after the dump");
     }
+    std::thread::sleep(Duration::from_secs(1));
+    println!("the program carries on");
 
     drop(held);
     (&client).write_all(b"GET /")?;

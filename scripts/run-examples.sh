@@ -65,13 +65,36 @@ check chat_server \
 CORUN_DUMP=1 check introspection \
     '^stats: coroutines: 3 live \(3 spawned, 3 started, 0 finished\)' \
     '^corun: coroutine dump: 3 live coroutine\(s\)' \
-    "^coroutine 1 'conn-reader' — parked on worker [0-9]+: waiting for fd [0-9]+ to become readable$" \
+    "^coroutine 1 'conn-reader' — parked on worker [0-9]+ for [0-9.]+ s: waiting for fd [0-9]+ to become readable$" \
     'introspection::wait_for_request' \
-    "^coroutine 2 'napper' — parked on worker [0-9]+: sleeping" \
-    "^coroutine 3 'counter' — parked on worker [0-9]+: waiting on futex word" \
-    '^the program carries on after the dump$' \
+    "^coroutine 2 'napper' — parked on worker [0-9]+ for [0-9.]+ s: sleeping" \
+    "^coroutine 3 'counter' — parked on worker [0-9]+ for [0-9.]+ s: waiting on futex word" \
+    '^the program carries on$' \
     "^corun: warning: worker [0-9]+ has run coroutine 4 'spinner' for [0-9]+ ms without switching" \
+    '^  where it runs now:$' \
     '^done$'
+
+# The same program, dumped from outside with `corun dump PID --json` while it holds its
+# coroutines blocked.
+intro_log=$(mktemp)
+"$LAUNCHER" run -- "$BIN/introspection" >"$intro_log" 2>&1 &
+intro_pid=$!
+pid=""
+for _ in $(seq 50); do
+    pid=$(sed -n 's/^pid \([0-9]*\): .*/\1/p' "$intro_log")
+    [ -n "$pid" ] && break
+    sleep 0.05
+done
+dump=$([ -n "$pid" ] && "$LAUNCHER" dump "$pid" --json 2>&1) || true
+wait "$intro_pid" || true
+if grep -q '"name":"conn-reader","state":"parked"' <<<"$dump" \
+    && grep -q '"kind":"fd","fd":[0-9]*,"direction":"read"' <<<"$dump" \
+    && grep -q '"function":"introspection::update_shared"' <<<"$dump"; then
+    pass "corun dump (introspection)"
+else
+    fail "corun dump (introspection)" "unexpected dump"; printf '%s\n' "$dump" | head -c 2000 | sed 's/^/        /'
+fi
+rm -f "$intro_log"
 
 # echo_server runs until killed: start it, drive it with echo_client, stop it.
 checked+=(echo_server echo_client)

@@ -261,8 +261,12 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
                 worker.stats().runnable
             ));
         }
-        message.push_str(&where_it_runs(worker, switches));
+        let stack = where_it_runs(worker, switches);
         log::warn(format_args!("{message}"));
+        // Below the one-line warning (which has a bounded buffer), at the same level.
+        if !stack.is_empty() && log::enabled(log::Level::Warn) {
+            raw_syscall::write_all(2, stack.as_bytes());
+        }
     }
 }
 
@@ -273,14 +277,12 @@ fn where_it_runs(worker: &super::worker::Worker, switches: u64) -> String {
     let same = worker.running().is_some_and(|(_, now)| now == switches);
     match seen {
         super::stuck::Seen::Stack(ips) if same => format!(
-            "\n  where it runs now:\n{}",
-            dump::format_frames(&dump::resolve_trace(&ips)).trim_end_matches('\n')
+            "  where it runs now:\n{}",
+            dump::format_frames(&dump::resolve_trace(&ips))
         ),
-        super::stuck::Seen::Syscall(nr) => {
-            format!(
-                "\n  it is blocked in system call {nr} (no stack taken, so as not to interrupt it)"
-            )
-        }
+        super::stuck::Seen::Syscall(nr) => format!(
+            "  it is blocked in system call {nr} (no stack taken, so as not to interrupt it)\n"
+        ),
         _ => String::new(),
     }
 }
