@@ -3,6 +3,7 @@
 //! CORUN_DEADLOCK=off`), so it costs nothing then.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -11,8 +12,31 @@ use crate::sync::SpinLock;
 
 const SHARDS: usize = 64;
 
+/// Hashes a task id: ids are sequential, so one multiply spreads them well (SipHash, std's
+/// default, would cost more than the rest of the insert on every spawn).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Map = HashMap<u64, Arc<Task>, BuildHasherDefault<IdHasher>>;
+
 /// Live tasks by id (the map is created on first insert).
-type Shard = SpinLock<Option<HashMap<u64, Arc<Task>>>>;
+type Shard = SpinLock<Option<Map>>;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static SHARDS_TABLE: [Shard; SHARDS] = [const { SpinLock::new(None) }; SHARDS];
@@ -42,7 +66,7 @@ pub fn insert(task: &Arc<Task>) {
     if ENABLED.load(Ordering::Relaxed) {
         shard(task.id())
             .lock()
-            .get_or_insert_with(HashMap::new)
+            .get_or_insert_with(Map::default)
             .insert(task.id(), task.clone());
     }
 }
