@@ -241,6 +241,70 @@ fn condvar_thread_waits_coroutine_notifies() {
         });
 }
 
+/// Rounds of `notify_all` from a coroutine reach OS threads and coroutines waiting on the same
+/// `Condvar` every time (a wake the hook keeps from the kernel while a thread waits there would
+/// hang a round), and rounds from a thread reach the coroutines.
+#[test]
+fn notify_all_rounds_reach_threads_and_coroutines_alike() {
+    Child::new("notify_all_rounds_reach_threads_and_coroutines_alike")
+        .env("CORUN_WORKERS", "2")
+        .run(|| {
+            const ROUNDS: u64 = 300;
+            const THREADS: u64 = 3;
+            const COROUTINES: u64 = 20;
+            // (round now, waiters that have seen it)
+            let state = Arc::new((Mutex::new((0u64, 0u64)), Condvar::new(), Condvar::new()));
+            let wait_rounds = {
+                let state = state.clone();
+                move || {
+                    let (lock, next, seen) = &*state;
+                    let mut s = lock.lock().unwrap();
+                    for round in 1..=ROUNDS {
+                        while s.0 < round {
+                            s = next.wait(s).unwrap();
+                        }
+                        s.1 += 1;
+                        seen.notify_all();
+                    }
+                }
+            };
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| thread::spawn(wait_rounds.clone()))
+                .collect();
+            let coroutines: Vec<_> = (0..COROUTINES)
+                .map(|_| corun::spawn(wait_rounds.clone()))
+                .collect();
+            let drive = move |from: u64, to: u64| {
+                let (lock, next, seen) = &*state;
+                for round in from..=to {
+                    let mut s = lock.lock().unwrap();
+                    s.0 = round;
+                    s.1 = 0;
+                    next.notify_all();
+                    while s.1 < THREADS + COROUTINES {
+                        s = seen.wait(s).unwrap();
+                    }
+                }
+            };
+            let half = ROUNDS / 2;
+            let driver = corun::spawn({
+                let drive = drive.clone();
+                move || drive(1, half)
+            });
+            join_within(driver, 20 * SECOND, "rounds driven by a coroutine");
+            // The second half from an OS thread.
+            let driver = thread::spawn(move || drive(half + 1, ROUNDS));
+            join_thread_within(driver, 20 * SECOND, "rounds driven by a thread");
+            for c in coroutines {
+                join_within(c, 5 * SECOND, "a waiting coroutine");
+            }
+            for t in threads {
+                join_thread_within(t, 5 * SECOND, "a waiting thread");
+            }
+            println!("{ROUNDS} rounds reached every waiter");
+        });
+}
+
 /// `Condvar::wait_timeout` in a coroutine times out after about the timeout, and the worker
 /// keeps running a ticker meanwhile.
 #[test]

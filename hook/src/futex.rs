@@ -5,13 +5,17 @@
 //! its worker, and deadlock it when the futex's owner is a coroutine on the same worker. So a
 //! coroutine's wait is recorded here and the coroutine parks; `FUTEX_WAKE` (from a coroutine or
 //! a plain thread) wakes waiters here first and passes the rest of its count on to the kernel,
-//! where plain threads wait.
+//! where plain threads wait — unless the word is private and no plain thread waits there:
+//! every private `FUTEX_WAIT` of the process passes through the interposed `syscall`, which
+//! counts the plain threads in the kernel per bucket, so a wake that finds none saves the
+//! system call. (A requeue or a `futex_waitv` makes waiters uncountable: from the first one on,
+//! wakes always go to the kernel.)
 //!
 //! No lost wake-ups: the waiter compares the word with the expected value while holding its
 //! bucket's lock, and a waker takes the same lock after changing the word. The waker's fast
 //! path (nobody waits anywhere) is ordered against the waiter by a counter and SeqCst fences.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::runtime::current::CurrentTask;
@@ -34,12 +38,53 @@ struct Waiter {
 
 static BUCKETS_TABLE: [SpinLock<Vec<Waiter>>; BUCKETS] =
     [const { SpinLock::new(Vec::new()) }; BUCKETS];
+/// Plain threads waiting in the kernel on a private word of each bucket, through the hook.
+static THREADS_IN_KERNEL: [AtomicUsize; BUCKETS] = [const { AtomicUsize::new(0) }; BUCKETS];
+/// Set once a requeue or a `futex_waitv` passes through the hook: the kernel may then have
+/// waiters this table did not count (moved to a word of another bucket, or waiting on a vector
+/// of words), so every wake goes to the kernel from then on.
+static UNTRACKED: AtomicBool = AtomicBool::new(false);
 /// Waiters in all buckets, so a wake with nobody here costs one load.
 static WAITING: AtomicUsize = AtomicUsize::new(0);
 
-fn bucket(addr: usize) -> &'static SpinLock<Vec<Waiter>> {
+fn bucket_index(addr: usize) -> usize {
     let hash = (addr >> 2).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    &BUCKETS_TABLE[hash >> (usize::BITS - BUCKETS.trailing_zeros())]
+    hash >> (usize::BITS - BUCKETS.trailing_zeros())
+}
+
+fn bucket(addr: usize) -> &'static SpinLock<Vec<Waiter>> {
+    &BUCKETS_TABLE[bucket_index(addr)]
+}
+
+/// Counts a plain thread's kernel wait on private word `addr` while alive.
+pub struct ThreadInKernel(usize);
+
+impl Drop for ThreadInKernel {
+    fn drop(&mut self) {
+        THREADS_IN_KERNEL[self.0].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Announces a plain thread's kernel wait on private word `addr` (before the wait: a waker
+/// that changed the word and then sees no thread here knows the wait will see the change).
+pub fn thread_waits_in_kernel(addr: usize) -> ThreadInKernel {
+    let i = bucket_index(addr);
+    THREADS_IN_KERNEL[i].fetch_add(1, Ordering::SeqCst);
+    ThreadInKernel(i)
+}
+
+/// Notes a requeue (`FUTEX_REQUEUE`, `FUTEX_CMP_REQUEUE`, `FUTEX_WAKE_OP`) or a
+/// `futex_waitv`: from now on every private wake also goes to the kernel.
+pub fn untracked_waiters_possible() {
+    UNTRACKED.store(true, Ordering::SeqCst);
+}
+
+/// Whether a private wake on `addr` that coroutines did not use up must go to the kernel:
+/// some plain thread may wait there (or a requeue may have moved one there). Pairs with the
+/// waker's SeqCst fence in [`wake`] and the waiter's announce.
+pub fn kernel_may_have_waiters(addr: usize) -> bool {
+    UNTRACKED.load(Ordering::SeqCst)
+        || THREADS_IN_KERNEL[bucket_index(addr)].load(Ordering::SeqCst) > 0
 }
 
 /// In the child of a `fork`: forgets the parent's waiting coroutines.
@@ -52,6 +97,10 @@ pub unsafe fn reset_in_child() {
         unsafe { bucket.reset_in_child(Vec::new()) };
     }
     WAITING.store(0, Ordering::SeqCst);
+    // The child's one thread is running, not waiting.
+    for count in &THREADS_IN_KERNEL {
+        count.store(0, Ordering::SeqCst);
+    }
 }
 
 /// How many coroutines wait on futex words now (for stats).

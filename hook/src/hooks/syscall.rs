@@ -33,6 +33,9 @@ pub unsafe extern "C" fn syscall(
             guard(&"syscall(SYS_close)", |_| {
                 super::fdops::closing(a1 as c_int)
             });
+        } else if number == libc::SYS_futex_waitv {
+            // Waiters the per-word counts cannot see: wakes go to the kernel from now on.
+            futex::untracked_waiters_possible();
         } else if number == libc::SYS_close_range {
             guard(&"syscall(SYS_close_range)", |_| {
                 super::fdops::closing_range(a1 as c_uint, a2 as c_uint, a3 as c_int)
@@ -55,17 +58,24 @@ pub unsafe extern "C" fn syscall(
                         a6 as u32,
                     );
                 }
-                // A plain thread's wait on a private word with no timeout: the deadlock check
-                // may count it as a wait nothing outside the process can end.
-                if a4 == 0 && op & libc::FUTEX_PRIVATE_FLAG != 0 {
-                    let _visible = runtime::deadlock::thread_waits(WaitInfo::Futex {
-                        addr: a1 as usize,
-                        deadline: 0,
-                        shared: false,
+                // A plain thread's wait on a private word: counted, so that a wake knows
+                // whether the kernel has waiters there. With no timeout, the deadlock check
+                // may also count it as a wait nothing outside the process can end.
+                if op & libc::FUTEX_PRIVATE_FLAG != 0 {
+                    let _counted = futex::thread_waits_in_kernel(a1 as usize);
+                    let _visible = (a4 == 0).then(|| {
+                        runtime::deadlock::thread_waits(WaitInfo::Futex {
+                            addr: a1 as usize,
+                            deadline: 0,
+                            shared: false,
+                        })
                     });
                     // SAFETY: the caller's arguments, passed on unchanged.
                     return unsafe { real::syscall(number, a1, a2, a3, a4, a5, a6) };
                 }
+            }
+            libc::FUTEX_REQUEUE | libc::FUTEX_CMP_REQUEUE | libc::FUTEX_WAKE_OP => {
+                futex::untracked_waiters_possible();
             }
             libc::FUTEX_WAKE | libc::FUTEX_WAKE_BITSET => {
                 let bitset = if op & libc::FUTEX_CMD_MASK == libc::FUTEX_WAKE {
@@ -77,7 +87,10 @@ pub unsafe extern "C" fn syscall(
                 if bitset != 0 && a1 != 0 && a1 % 4 == 0 && a3 as i32 > 0 {
                     let count = a3 as i32;
                     let woken = futex::wake(a1 as usize, count, bitset);
-                    if woken >= count {
+                    // No plain thread waits on this private word in the kernel: the rest of
+                    // the count would wake nobody there.
+                    let private = op & libc::FUTEX_PRIVATE_FLAG != 0;
+                    if woken >= count || (private && !futex::kernel_may_have_waiters(a1 as usize)) {
                         return c_long::from(woken);
                     }
                     // SAFETY: the caller's futex wake, for the waiters not found here.
