@@ -191,6 +191,30 @@ pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
     if count <= 0 || WAITING.load(Ordering::SeqCst) == 0 {
         return 0;
     }
+    if count == 1 {
+        // The common case (a lock's unlock, notify_one, unpark): no list of the woken.
+        let taken = {
+            let mut waiters = bucket(addr).lock();
+            let found = waiters
+                .iter()
+                .position(|w| w.addr == addr && w.bitset & bitset != 0);
+            found.map(|i| {
+                WAITING.fetch_sub(1, Ordering::SeqCst);
+                // Oldest first: the others keep their order.
+                let w = waiters.remove(i);
+                (w.task, w.token)
+            })
+        };
+        return match taken {
+            Some((task, token)) => {
+                if task.wake(token) {
+                    runtime::schedule(task);
+                }
+                1
+            }
+            None => 0,
+        };
+    }
     let mut woken: Vec<(Arc<Task>, u64)> = Vec::new();
     {
         let mut waiters = bucket(addr).lock();

@@ -277,7 +277,10 @@ pub fn snapshot(runtime: &Runtime, tasks: &[std::sync::Arc<Task>], traced: &[boo
                 State::Parked {
                     worker,
                     wait: task.wait_info(),
-                    for_ns: coarse_now.saturating_sub(task.waiting_since()),
+                    for_ns: match task.waiting_since() {
+                        0 => 0,
+                        since => coarse_now.saturating_sub(since),
+                    },
                 }
             } else {
                 State::Runnable { worker }

@@ -50,6 +50,7 @@ const TRIM_EVERY_NS: u64 = 1_000_000_000;
 
 /// Starts the monitor: dumps, the stuck-worker guard, and trimming the stack slabs.
 pub fn start(runtime: &'static Runtime) {
+    super::timer::tick_coarse_clock();
     let config = config::get();
     if let Some(signal) = config.dump_signal {
         install_dump_handler(signal);
@@ -117,6 +118,7 @@ fn monitor(runtime: &'static Runtime) {
             futex_wait_timeout(&BELL, bell, tick);
         }
         rung = BELL.load(Ordering::SeqCst);
+        super::timer::tick_coarse_clock();
         crate::signal::interrupt::deliver();
         let requests = DUMP_REQUESTS.load(Ordering::SeqCst);
         if requests != dumps_done {
