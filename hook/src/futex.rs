@@ -156,6 +156,9 @@ pub fn wait(
             shared,
         };
         let woke = runtime::park(current, info);
+        if current.task().taken_off_futex(token) {
+            return Ok(()); // a waker took us off the list (the usual way out: no lock)
+        }
         let mut waiters = bucket.lock();
         let me: *const Task = current.task();
         let Some(index) = waiters
@@ -207,6 +210,7 @@ pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
         };
         return match taken {
             Some((task, token)) => {
+                task.take_off_futex(token);
                 if task.wake(token) {
                     runtime::schedule(task);
                 }
@@ -231,6 +235,7 @@ pub fn wake(addr: usize, count: i32, bitset: u32) -> i32 {
     }
     let n = woken.len() as i32;
     for (task, token) in woken {
+        task.take_off_futex(token);
         if task.wake(token) {
             runtime::schedule(task);
         }

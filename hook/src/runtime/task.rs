@@ -182,6 +182,8 @@ pub struct Task {
     wait_seq: AtomicU64,
     /// The wait a signal interrupted (0: none), see [`Task::interrupt`].
     interrupted: AtomicU64,
+    /// The futex wait a waker took off its list (0: none), see [`Task::take_off_futex`].
+    futex_taken: AtomicU64,
     /// `RUNNING`, `RUNNING_JOINED` (a thread waits on this futex word) or `FINISHED`.
     finished: AtomicU32,
     /// A coroutine waiting in `join`, with the wait it is in.
@@ -253,6 +255,7 @@ impl Task {
             state: AtomicU8::new(IDLE),
             wait_seq: AtomicU64::new(0),
             interrupted: AtomicU64::new(0),
+            futex_taken: AtomicU64::new(0),
             finished: AtomicU32::new(0),
             joiner: SpinLock::new(None),
             wait: WaitCell::default(),
@@ -443,6 +446,17 @@ impl Task {
     pub fn interrupt(self: &Arc<Self>, token: u64) -> bool {
         self.interrupted.store(token, Ordering::Release);
         self.wake(token)
+    }
+
+    /// Records that a waker took the task's futex wait `token` off the wait list (before it
+    /// wakes the task), so the woken wait need not look for itself there.
+    pub fn take_off_futex(&self, token: u64) {
+        self.futex_taken.store(token, Ordering::Release);
+    }
+
+    /// Whether a waker took futex wait `token` off its list.
+    pub fn taken_off_futex(&self, token: u64) -> bool {
+        self.futex_taken.load(Ordering::Acquire) == token
     }
 
     /// Whether a signal interrupted wait `token` (asked once, when it is over).
