@@ -113,6 +113,7 @@ unsafe extern "C" fn join(handle: TaskHandle) {
                     }
                 }
             }
+            None if target.is_finished() => {}
             None => {
                 let _visible = runtime::deadlock::thread_waits(WaitInfo::Join { id: target.id() });
                 target.wait_finished_blocking();

@@ -53,14 +53,30 @@ impl Drop for Visible {
     }
 }
 
+thread_local! {
+    /// The calling thread's kernel id, once asked (a system call saved on every later wait).
+    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The calling thread's kernel id.
+fn this_tid() -> i32 {
+    let known = TID.try_with(std::cell::Cell::get).unwrap_or(0);
+    if known != 0 {
+        return known;
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let _ = TID.try_with(|cell| cell.set(tid));
+    tid
+}
+
 /// Records that the calling thread (one of the program's) blocks in `what`, with no timeout,
 /// until the returned guard is dropped. `None` for the runtime's own threads.
 pub fn thread_waits(what: WaitInfo) -> Option<Visible> {
     if threads::is_own() {
         return None;
     }
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = this_tid();
     THREAD_WAITS.lock().push(ThreadWait { tid, what });
     Some(Visible { tid })
 }
@@ -88,6 +104,8 @@ pub unsafe fn reset_in_child() {
     // SAFETY: guaranteed by the caller.
     unsafe { THREAD_WAITS.reset_in_child(Vec::new()) };
     JOINING.store(0, Ordering::SeqCst);
+    // The child's one thread has a new id.
+    let _ = TID.try_with(|cell| cell.set(0));
 }
 
 /// The monitor's view of a possible deadlock.
