@@ -134,6 +134,13 @@ fn no_report_for_a_thousand_coroutines_waiting_on_a_socket_for_3_s() {
         "no_report_for_a_thousand_coroutines_waiting_on_a_socket_for_3_s",
         || {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            // Room for all thousand: beyond std's backlog of 128, a loaded machine's kernel
+            // may answer with SYN cookies and then drop the client's ACK (the accept queue is
+            // full), leaving a client that believes it is connected and a server that never
+            // sees it.
+            // SAFETY: listen again on a listening socket we own, with a larger backlog.
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+            assert_eq!(unsafe { libc::listen(fd, 1024) }, 0);
             let addr = listener.local_addr().unwrap();
             let gate = Arc::new(Mutex::new(()));
             let held = gate.lock().unwrap();
