@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 
 use super::task::{Task, WaitInfo};
 use super::timer::now_ns;
-use super::Runtime;
 
 /// Frames at most per coroutine.
 const MAX_FRAMES: usize = 64;
@@ -252,8 +251,7 @@ impl Entry {
 
 /// Takes the state of every live task now (cheap: no symbols yet). `traced` says which
 /// workers answered the trace request (their suspended coroutines have fresh backtraces).
-pub fn snapshot(runtime: &Runtime, tasks: &[std::sync::Arc<Task>], traced: &[bool]) -> Vec<Entry> {
-    let now = now_ns();
+pub fn snapshot(tasks: &[std::sync::Arc<Task>], traced: &[bool]) -> Vec<Entry> {
     let coarse_now = super::timer::coarse_now_ns();
     tasks
         .iter()
@@ -262,15 +260,11 @@ pub fn snapshot(runtime: &Runtime, tasks: &[std::sync::Arc<Task>], traced: &[boo
             let state = if !task.started() {
                 State::NotStarted
             } else if task.is_running() {
-                let for_ns = runtime
-                    .all_workers()
-                    .get(worker)
-                    .and_then(|w| w.running())
-                    .filter(|(t, _)| t.id() == task.id())
-                    .map(|(_, since)| now.saturating_sub(since));
+                // How long it has run is the stuck-worker guard's business (it warns); the
+                // worker only counts switches.
                 State::Running {
                     worker,
-                    for_ns,
+                    for_ns: None,
                     call: task.in_call(),
                 }
             } else if task.is_parked() {

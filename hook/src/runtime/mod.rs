@@ -313,13 +313,29 @@ pub fn schedule(task: Arc<Task>) {
     if crate::identity::enabled() && !owner.is_busy() {
         if let Some(here) = current::worker() {
             if !std::ptr::eq(here, owner) && current::runs(here) {
-                task.pin(here.index());
+                pin(runtime, &task, here);
                 here.schedule(task);
                 return;
             }
         }
     }
     owner.schedule(task)
+}
+
+/// Pins `task` to worker `to`, keeping every worker's count of pinned tasks.
+pub(crate) fn pin(runtime: &Runtime, task: &Task, to: &Worker) {
+    if let Some(from) = runtime.workers.get(task.worker()) {
+        from.count_pinned(false);
+    }
+    to.count_pinned(true);
+    task.pin(to.index());
+}
+
+/// Forgets a finished task's pin (from its worker's count).
+pub(crate) fn unpin(task: &Task) {
+    if let Some(from) = try_get().and_then(|rt| rt.workers.get(task.worker())) {
+        from.count_pinned(false);
+    }
 }
 
 /// How a park ended.

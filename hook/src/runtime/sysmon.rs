@@ -166,7 +166,7 @@ pub fn take_dump(runtime: &'static Runtime, json: bool) -> String {
             );
         }
     }
-    let entries = dump::snapshot(runtime, &registry::snapshot(), &traced);
+    let entries = dump::snapshot(&registry::snapshot(), &traced);
     let text = if json {
         let config = config::get();
         let info = super::dump_json::RuntimeInfo {
@@ -206,9 +206,11 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
         let seen = &mut watch[worker.index()];
         let Some((task, switches)) = worker.running() else {
             seen.since = 0;
+            worker.set_stuck(false);
             continue;
         };
         if seen.since == 0 || seen.switches != switches {
+            worker.set_stuck(false);
             *seen = Watch {
                 switches,
                 since: now,
@@ -220,6 +222,7 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
             continue;
         }
         seen.reported = true;
+        worker.set_stuck(true);
         super::counters::note_stuck();
         let since = seen.since;
         let mut message = format!(
