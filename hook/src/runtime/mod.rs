@@ -160,7 +160,10 @@ impl Runtime {
             registry::enable();
         }
         crate::identity::init(config.isolated_tls);
-        TLS_OFFSETS.get_or_init(current::tls_offsets);
+        let offsets = TLS_OFFSETS.get_or_init(current::tls_offsets);
+        if crate::identity::enabled() {
+            current::use_static_offsets(offsets);
+        }
         let steal = config.steal && crate::identity::enabled();
         if config.steal && !steal {
             let why = if config.isolated_tls {
