@@ -281,7 +281,8 @@ fn bad_and_non_corun_pids_get_one_line_errors() {
     assert!(stderr.starts_with("corun: no process 4194304"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
-    // A live process that is no corun program.
+    // A live process that is no corun program (its pid may have a stale socket of an earlier
+    // corun process that did not exit normally: the same answer).
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let (code, _, stderr) = corun_dump(&[&sleeper.id().to_string()], |_| {});
     let _ = sleeper.kill();
@@ -303,4 +304,32 @@ fn corun_control_0_turns_the_socket_off() {
             assert!(stderr.contains("CORUN_CONTROL=0"), "{stderr}");
             println!("off");
         });
+}
+
+#[test]
+fn sockets_of_processes_that_are_gone_are_swept_at_start() {
+    const NAME: &str = "sockets_of_processes_that_are_gone_are_swept_at_start";
+    // SAFETY: no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let dir = corun::control::socket_dir(uid);
+    // A pid above the kernel's maximum: no process has it.
+    let stale = dir.join("4194305.sock");
+    if !support::is_child(NAME) {
+        // The directory exists once a corun process of this user has started; if not, make
+        // it as private as the runtime wants it.
+        if !dir.exists() {
+            std::fs::create_dir(&dir).unwrap();
+            chmod(&dir, 0o700);
+        }
+        let _ = std::fs::remove_file(&stale);
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(stale.exists());
+    }
+    let Some(_) = Child::new(NAME).run(|| {
+        // Starting the runtime opens this process's socket and sweeps the dead ones.
+        corun::spawn(|| ()).join().unwrap();
+    }) else {
+        return;
+    };
+    assert!(!stale.exists(), "{} was left", stale.display());
 }

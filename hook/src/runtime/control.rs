@@ -61,6 +61,7 @@ fn try_open() -> Result<(), String> {
             dir.display()
         ));
     }
+    sweep_stale(&dir);
     let path = control::socket_path(uid, pid as u32);
     let c_sock = c_path(&path);
     // A socket left by an earlier process with this pid (it died without cleaning up).
@@ -113,6 +114,27 @@ fn try_open() -> Result<(), String> {
         libc::atexit(remove_at_exit);
     });
     Ok(())
+}
+
+/// Removes the sockets of processes that no longer exist (killed ones cannot remove their
+/// own). A live process's socket is never touched: its pid is in `/proc`.
+fn sweep_stale(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".sock"))
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Removes the socket file when the process that made it exits normally.

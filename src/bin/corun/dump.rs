@@ -81,8 +81,8 @@ fn dump(pid: u32, json: bool) -> Result<Vec<u8>, String> {
     }
     let mut stream = UnixStream::connect(&path).map_err(|err| match err.raw_os_error() {
         Some(libc::ECONNREFUSED) => format!(
-            "process {pid} does not answer on {} (a socket left by an earlier process with \
-             this pid?)",
+            "process {pid} is not a corun program with a running runtime ({} refuses \
+             connections: a socket left by an earlier process with this pid)",
             path.display()
         ),
         _ => format!("cannot connect to {}: {err}", path.display()),
