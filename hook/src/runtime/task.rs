@@ -66,7 +66,7 @@ struct WaitCell {
     kind: AtomicU64,
     a: AtomicU64,
     b: AtomicU64,
-    /// When the wait began (coarse monotonic ns; 0 while not waiting).
+    /// When the wait began (the monitor's clock; 0 while not waiting).
     since: AtomicU64,
 }
 
@@ -386,7 +386,7 @@ impl Task {
         self.wait.get()
     }
 
-    /// Since when (coarse monotonic ns) the task has waited in its current wait; 0 if it is
+    /// Since when (the monitor's clock, `timer::coarse_now_ns`) the task has waited in its current wait; 0 if it is
     /// not waiting.
     pub fn waiting_since(&self) -> u64 {
         self.wait.since.load(Ordering::Relaxed)
