@@ -114,24 +114,22 @@ fn deadline_ms(timeout: c_int) -> u64 {
     }
 }
 
-/// A caller's timespec timeout as a deadline (0: none): `Err(EFAULT)` if it cannot be read,
-/// `Err(EINVAL)` if it is invalid, as the kernel checks it.
-fn deadline_ts(timeout: *const timespec) -> Result<u64, c_int> {
+/// The deadline a caller's timespec sets (read fault-safely, checked as the kernel does):
+/// `Ok(None)` for a zero timeout (nothing to wait for: the plain call answers at once),
+/// `Ok(Some(0))` for none (wait without end), `Ok(Some(deadline))` otherwise; `Err(EFAULT)` if
+/// it cannot be read, `Err(EINVAL)` if it is invalid.
+fn deadline_ts(timeout: *const timespec) -> Result<Option<u64>, c_int> {
     if timeout.is_null() {
-        return Ok(0);
+        return Ok(Some(0));
     }
     // SAFETY: a fault-safe read of a plain C struct.
     let ts =
         unsafe { corun::user_memory::read::<timespec>(timeout as usize) }.ok_or(libc::EFAULT)?;
     let ns = timer::timespec_ns(&ts).ok_or(libc::EINVAL)?;
-    Ok(timer::now_ns().saturating_add(ns).max(1))
-}
-
-/// Whether a caller's timespec (known readable) is zero: then there is nothing to wait for.
-fn is_zero(timeout: *const timespec) -> bool {
-    // SAFETY: a fault-safe read of a plain C struct.
-    unsafe { corun::user_memory::read::<timespec>(timeout as usize) }
-        .is_some_and(|ts| ts.tv_sec == 0 && ts.tv_nsec == 0)
+    if ns == 0 {
+        return Ok(None);
+    }
+    Ok(Some(timer::now_ns().saturating_add(ns).max(1)))
 }
 
 /// Interposed `poll(2)`.
@@ -190,8 +188,8 @@ pub unsafe extern "C" fn ppoll(
     guard(&"ppoll", |task| {
         let Some(current) = task else { return plain() };
         let deadline = match deadline_ts(timeout) {
-            Ok(_) if !timeout.is_null() && is_zero(timeout) => return plain(),
-            Ok(deadline) => deadline,
+            Ok(None) => return plain(),
+            Ok(Some(deadline)) => deadline,
             Err(err) => {
                 set_errno(err);
                 return -1;
@@ -412,8 +410,8 @@ pub unsafe extern "C" fn pselect(
     guard(&"pselect", |task| {
         let Some(current) = task else { return plain() };
         let deadline = match deadline_ts(timeout) {
-            Ok(_) if !timeout.is_null() && is_zero(timeout) => return plain(),
-            Ok(deadline) => deadline,
+            Ok(None) => return plain(),
+            Ok(Some(deadline)) => deadline,
             Err(err) => {
                 set_errno(err);
                 return -1;
