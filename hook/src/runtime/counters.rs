@@ -47,25 +47,36 @@ impl Counters {
 
 /// Reads every counter (`runtime`: the process's runtime, if it has started).
 pub fn gather(runtime: Option<&Runtime>) -> Counters {
-    let mut counters = Counters {
+    let counters = runtime.map(scheduling).unwrap_or_else(|| Counters {
         fd_waiters: crate::fd::waiters() as u64,
         futex_waiters: crate::futex::waiting() as u64,
+        ..Counters::default()
+    });
+    Counters {
         pooled_stacks: corun::coroutine::pooled_stacks() as u64,
         blocking_threads: super::blocking::threads() as u64,
         dumps: super::sysmon::dumps_printed(),
         stuck_incidents: STUCK_INCIDENTS.load(Ordering::Relaxed),
         deadlocks: DEADLOCKS.load(Ordering::Relaxed),
+        ..counters
+    }
+}
+
+/// Only what the scheduler counts (tasks, switches, queues, waiters): atomics, no lock, so the
+/// monitor may read them every tick (the stack pool's count locks every slab).
+pub fn scheduling(runtime: &Runtime) -> Counters {
+    let mut counters = Counters {
+        spawned: runtime.spawned(),
+        fd_waiters: crate::fd::waiters() as u64,
+        futex_waiters: crate::futex::waiting() as u64,
         ..Counters::default()
     };
-    if let Some(rt) = runtime {
-        counters.spawned = rt.spawned();
-        for worker in rt.workers() {
-            let w = worker.stats();
-            counters.started += w.started;
-            counters.finished += w.finished;
-            counters.switches += w.switches;
-            counters.runnable.push(w.runnable);
-        }
+    for worker in runtime.workers() {
+        let w = worker.stats();
+        counters.started += w.started;
+        counters.finished += w.finished;
+        counters.switches += w.switches;
+        counters.runnable.push(w.runnable);
     }
     counters
 }

@@ -179,7 +179,7 @@ impl Detector {
 
     /// The progress count (switches + spawns) if the cheap signs of a deadlock are all there.
     fn candidate_progress(&self, runtime: &'static Runtime) -> Option<u64> {
-        let c = counters::gather(Some(runtime));
+        let c = counters::scheduling(runtime);
         let live = c.live();
         let parked_forever = c.futex_waiters + JOINING.load(Ordering::SeqCst) as u64;
         let quiet = live > 0
