@@ -423,9 +423,7 @@ impl Worker {
                 .min_by_key(|w| w.pinned());
             match lightest {
                 Some(other) if mine >= BALANCE_FROM && mine > 2 * other.pinned() + 2 => {
-                    super::pin(runtime, &task, other);
-                    other.started.fetch_add(1, Ordering::Relaxed);
-                    other.schedule(task);
+                    other.schedule(other.adopt(runtime, task));
                 }
                 _ => return Some(self.adopt(runtime, task)),
             }
@@ -493,7 +491,7 @@ impl Worker {
         thief.wake();
     }
 
-    /// Pins a new task here.
+    /// Pins a new task here (called by this worker's thread, or by another handing it over).
     fn adopt(&self, runtime: &Runtime, task: Arc<Task>) -> Arc<Task> {
         super::pin(runtime, &task, self);
         self.started.fetch_add(1, Ordering::Relaxed);
