@@ -255,39 +255,9 @@ const FD_CALLS: &[(&str, CaseFn)] =
                 libc::write(fd, BAD as *const c_void, 3)
             });
         }),
-        ("writev", |f, r| {
-            let fd = fd_of(f);
-            let iov = [iovec {
-                iov_base: b"abc".as_ptr() as *mut c_void,
-                iov_len: 3,
-            }];
-            // SAFETY: one valid iovec.
-            r.call("writev", false, || unsafe {
-                libc::writev(fd, iov.as_ptr(), 1)
-            });
-        }),
-        ("writev-zero-count", |f, r| {
-            let fd = fd_of(f);
-            let iov = [iovec {
-                iov_base: b"abc".as_ptr() as *mut c_void,
-                iov_len: 3,
-            }];
-            // SAFETY: a valid iovec array (none of it used).
-            r.call("writev", false, || unsafe {
-                libc::writev(fd, iov.as_ptr(), 0)
-            });
-        }),
-        ("writev-negative-count", |f, r| {
-            let fd = fd_of(f);
-            let iov = [iovec {
-                iov_base: b"abc".as_ptr() as *mut c_void,
-                iov_len: 3,
-            }];
-            // SAFETY: a bad count: the kernel checks it.
-            r.call("writev", false, || unsafe {
-                libc::writev(fd, iov.as_ptr(), -1)
-            });
-        }),
+        ("writev", |f, r| writev_abc(f, r, 1)),
+        ("writev-zero-count", |f, r| writev_abc(f, r, 0)),
+        ("writev-negative-count", |f, r| writev_abc(f, r, -1)),
         ("writev-bad-array", |f, r| {
             let fd = fd_of(f);
             // SAFETY: deliberately a bad array: the kernel checks it.
@@ -722,6 +692,20 @@ fn close_new(fd: isize) {
         // SAFETY: a new fd the case just got.
         unsafe { libc::close(fd as c_int) };
     }
+}
+
+/// `writev` of one iovec ("abc") with iovec count `count` (0 and -1 on purpose: the kernel
+/// checks the count).
+fn writev_abc(f: Option<&Fixture>, r: &mut Report, count: c_int) {
+    let fd = fd_of(f);
+    let iov = [iovec {
+        iov_base: b"abc".as_ptr() as *mut c_void,
+        iov_len: 3,
+    }];
+    // SAFETY: a valid iovec array of one; a count beyond it is never passed.
+    r.call("writev", false, || unsafe {
+        libc::writev(fd, iov.as_ptr(), count)
+    });
 }
 
 fn recv_with(f: Option<&Fixture>, r: &mut Report, flags: c_int) {
