@@ -138,18 +138,58 @@ fn idle_worker_takes_queued_coroutines() {
         });
 }
 
-/// Without `CORUN_STEAL` (the default), a coroutine that only yields stays on its worker, even
-/// with the other worker idle.
+/// Stealing is the default with isolated identity: with `CORUN_STEAL` unset, the idle worker
+/// takes queued coroutines as with `CORUN_STEAL=1`.
+#[test]
+fn stealing_is_the_default() {
+    Child::new("stealing_is_the_default")
+        .env("CORUN_WORKERS", "2")
+        .env_remove("CORUN_STEAL")
+        .env_remove("CORUN_TLS")
+        .run(|| {
+            let seen = gated_workload();
+            assert_identity_kept(&seen);
+            assert!(
+                moved(&seen) > 0,
+                "no coroutine moved to the idle worker by default"
+            );
+        });
+}
+
+/// With `CORUN_STEAL=0`, a coroutine that only yields stays on its worker, even with the other
+/// worker idle.
 #[test]
 fn without_steal_coroutines_stay_on_their_worker() {
     Child::new("without_steal_coroutines_stay_on_their_worker")
         .env("CORUN_WORKERS", "2")
-        .env_remove("CORUN_STEAL")
+        .env("CORUN_STEAL", "0")
         .run(|| {
             let seen = gated_workload();
             assert_identity_kept(&seen);
-            assert_eq!(moved(&seen), 0, "a coroutine moved without CORUN_STEAL");
+            assert_eq!(moved(&seen), 0, "a coroutine moved with CORUN_STEAL=0");
         });
+}
+
+/// With `CORUN_TLS=shared` and `CORUN_STEAL` unset, nothing moves and nothing is said: the
+/// default simply does not apply where moving is unsound.
+#[test]
+fn shared_identity_turns_the_default_off_quietly() {
+    let Some(finished) = Child::new("shared_identity_turns_the_default_off_quietly")
+        .env("CORUN_WORKERS", "2")
+        .env_remove("CORUN_STEAL")
+        .env("CORUN_TLS", "shared")
+        .run(|| {
+            let seen = gated_workload();
+            assert_eq!(moved(&seen), 0, "a coroutine moved with shared identity");
+        })
+    else {
+        return;
+    };
+    assert!(
+        !finished.stderr.contains("CORUN_STEAL"),
+        "{}",
+        finished.describe()
+    );
 }
 
 /// `CORUN_STEAL=1` with `CORUN_TLS=shared` is ignored with one warning naming the reason:

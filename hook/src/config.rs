@@ -42,9 +42,10 @@ pub struct Config {
     /// default) or shares its worker's (`shared`).
     pub isolated_tls: bool,
     /// Whether an idle worker takes runnable, started coroutines from a busy one
-    /// (`CORUN_STEAL`; default off). Only with isolated identity, which makes moving a started
-    /// coroutine sound; with `CORUN_TLS=shared` it is ignored with a warning.
-    pub steal: bool,
+    /// (`CORUN_STEAL=0|1`; `None` when unset, which means on wherever per-coroutine identity
+    /// is, since only that makes moving a started coroutine sound). `Some(true)` with
+    /// `CORUN_TLS=shared` is ignored with a warning.
+    pub steal: Option<bool>,
     /// The format of signal-triggered dumps (`CORUN_DUMP_FORMAT`: text or json; default text).
     pub dump_json: bool,
     /// Whether the process answers `corun dump PID` on its control socket (`CORUN_CONTROL`;
@@ -211,7 +212,13 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
             _ => None,
         },
     )?;
-    let steal = var(&lookup, "CORUN_STEAL", "0 or 1", || false, parse_flag)?;
+    let steal = var(
+        &lookup,
+        "CORUN_STEAL",
+        "0 or 1",
+        || None,
+        |t| parse_flag(t).map(Some),
+    )?;
     let dump_json = var(
         &lookup,
         "CORUN_DUMP_FORMAT",
@@ -333,7 +340,7 @@ mod tests {
         assert_eq!(config.guard, GuardMode::Auto);
         assert_eq!(config.stuck_ms, 100);
         assert!(!config.migrate);
-        assert!(!config.steal);
+        assert_eq!(config.steal, None);
         assert!(config.isolated_tls);
         assert_eq!(config.dump_signal, None);
         assert_eq!(config.log, Level::Warn);
@@ -376,7 +383,7 @@ mod tests {
         assert_eq!(config.dump_signal, Some(libc::SIGUSR1));
         assert_eq!(config.log, Level::Debug);
         assert!(!config.isolated_tls);
-        assert!(config.steal);
+        assert_eq!(config.steal, Some(true));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use libc::c_int;
 use crate::real;
 use crate::runtime::current::CurrentTask;
 use crate::runtime::task::{Task, WaitInfo};
+use crate::runtime::worker::Worker;
 use crate::runtime::{self, timer};
 use crate::sync::SpinLock;
 
@@ -404,6 +405,51 @@ impl FdEntry {
         woken.wake(runtime::schedule);
     }
 
+    /// Makes `worker`'s epoll watch this fd before a coroutine of `worker` waits on it. The
+    /// fd follows its coroutine: when other workers' epolls watch it too (the coroutine was
+    /// moved to `worker`, or took the fd over from a coroutine elsewhere) and nobody waits on
+    /// it now, it leaves theirs, so that its events reach only the worker whose coroutine
+    /// waits (otherwise every event wakes the other worker as well, which then hands the
+    /// wake-up over). With waiters present the fd stays in every epoll it is in: moving it on
+    /// each wait of coroutines on two workers (acceptors sharing a listener, a reader and a
+    /// writer) would cost two `epoll_ctl`s per wait. Correctness does not depend on where the
+    /// events arrive: any epoll's event wakes every waiter of the fd through the table.
+    fn watch_from(&self, fd: c_int, generation: u32, worker: &Worker) -> Result<(), c_int> {
+        let bit = 1u64 << worker.index();
+        let registered = self.registered.load(Ordering::Acquire);
+        if registered == bit {
+            return Ok(());
+        }
+        if registered & bit == 0 {
+            worker.reactor().register(fd, generation)?;
+            self.registered.fetch_or(bit, Ordering::AcqRel);
+        }
+        if registered & !bit != 0 {
+            self.leave_other_epolls(fd, generation, bit);
+        }
+        Ok(())
+    }
+
+    /// Removes the fd from every epoll but `keep`'s (a bit), if nobody waits on it. Under the
+    /// waiters lock with the generation checked, so the number still names this fd (`invalidate`
+    /// bumps the generation under the same lock before the close).
+    fn leave_other_epolls(&self, fd: c_int, generation: u32, keep: u64) {
+        let waiters = self.waiters.lock();
+        if self.generation() != generation || !waiters.0.is_empty() || !waiters.1.is_empty() {
+            return;
+        }
+        let Some(rt) = runtime::try_get() else {
+            return;
+        };
+        let others = self.registered.fetch_and(keep, Ordering::AcqRel) & !keep;
+        for (i, worker) in rt.all_workers().iter().enumerate().take(64) {
+            if others & (1 << i) != 0 {
+                worker.reactor().deregister(fd);
+            }
+        }
+        drop(waiters);
+    }
+
     /// Suspends the current coroutine until `dir` may be ready (its sequence number moved past
     /// `seen`), the fd is closed (its generation moved past `generation`), or `deadline`
     /// (monotonic ns; 0 for none) passes. Returns `Err(errno)` if the fd cannot be waited on.
@@ -416,12 +462,8 @@ impl FdEntry {
         deadline: u64,
         current: &CurrentTask,
     ) -> Result<Wait, c_int> {
+        self.watch_from(fd, generation, current.worker())?;
         let worker = current.worker();
-        let bit = 1u64 << worker.index();
-        if self.registered.load(Ordering::Acquire) & bit == 0 {
-            worker.reactor().register(fd, generation)?;
-            self.registered.fetch_or(bit, Ordering::AcqRel);
-        }
         let token = current.task().begin_wait();
         {
             let mut waiters = self.waiters.lock();
@@ -474,12 +516,7 @@ impl FdEntry {
         current: &CurrentTask,
         token: u64,
     ) -> Result<bool, c_int> {
-        let worker = current.worker();
-        let bit = 1u64 << worker.index();
-        if self.registered.load(Ordering::Acquire) & bit == 0 {
-            worker.reactor().register(fd, generation)?;
-            self.registered.fetch_or(bit, Ordering::AcqRel);
-        }
+        self.watch_from(fd, generation, current.worker())?;
         let mut waiters = self.waiters.lock();
         if self.generation() != generation || self.ready_seq(dir) != seen {
             return Ok(false);

@@ -66,6 +66,9 @@ commands (defaults in brackets):
                                          std::thread::yield_now (std: sched_yield, which
                                          the hook turns into a coroutine yield); with
                                          CORUN_WORKERS=1, all on one worker
+  uneven       [--tasks N] [--slices S]   N CPU-bound tasks [64]; every 8th runs 16 x S
+                                         slices [200] of ~20 us, the others S, with
+                                         std::thread::yield_now between slices
   idle         [--tasks N] [--sleep-ms MS]
                                          N tasks [100000] that each sleep MS ms [5000]
   capacity     [--max N] [--max-os-threads N]
@@ -101,6 +104,10 @@ const SPEC: Spec = Spec {
             ],
         },
         Command {
+            name: "uneven",
+            options: &[Opt::value("tasks"), Opt::value("slices")],
+        },
+        Command {
             name: "idle",
             options: &[Opt::value("tasks"), Opt::value("sleep-ms")],
         },
@@ -133,6 +140,10 @@ enum Work {
         yields: u64,
         call: YieldCall,
     },
+    Uneven {
+        tasks: usize,
+        slices: u64,
+    },
     Idle {
         tasks: usize,
         sleep_ms: u64,
@@ -162,6 +173,10 @@ impl Work {
                     "std" => YieldCall::Std,
                     _ => YieldCall::Corun,
                 },
+            },
+            "uneven" => Work::Uneven {
+                tasks: args.get("tasks", 64),
+                slices: args.get("slices", 200),
             },
             "idle" => Work::Idle {
                 tasks: args.get("tasks", 100_000),
@@ -194,6 +209,7 @@ fn main() {
             yields: n,
             call,
         } => yields(spawner, tasks, n, call),
+        Work::Uneven { tasks, slices } => uneven(spawner, tasks, slices),
         Work::Idle { tasks, sleep_ms } => idle(spawner, tasks, sleep_ms),
         Work::Capacity {
             max,
@@ -332,6 +348,61 @@ fn yields(spawner: Spawner, tasks: usize, yields: u64, call: YieldCall) {
             ("elapsed_ns", &elapsed.as_nanos()),
         ],
     );
+}
+
+/// `tasks` CPU-bound tasks of uneven length (every 8th sixteen times the others), each
+/// yielding between slices of arithmetic: where they start decides nothing about when they
+/// end, so a worker whose tasks are done early idles unless it takes queued ones elsewhere.
+fn uneven(spawner: Spawner, tasks: usize, slices: u64) {
+    let coordinator = spawner
+        .spawn(move || {
+            let start = Instant::now();
+            let handles: Vec<_> = (0..tasks)
+                .map(|i| {
+                    let mine = if i % 8 == 7 { 16 * slices } else { slices };
+                    spawner
+                        .spawn(move || {
+                            let mut state = i as u64 + 1;
+                            for _ in 0..mine {
+                                state = cpu_slice(state);
+                                std::thread::yield_now();
+                            }
+                            state
+                        })
+                        .unwrap_or_else(|e| spawn_failed(i + 1, &e))
+                })
+                .collect();
+            let mut checksum = 0u64;
+            for handle in handles {
+                checksum ^= handle.join().expect("an uneven task panicked");
+            }
+            (start.elapsed(), checksum)
+        })
+        .unwrap_or_else(|e| spawn_failed(0, &e));
+    let (elapsed, checksum) = coordinator.join().expect("the coordinator panicked");
+    let slices_run: u64 = (0..tasks)
+        .map(|i| if i % 8 == 7 { 16 * slices } else { slices })
+        .sum();
+    emit(
+        "RESULT",
+        &[
+            ("tasks", &tasks),
+            ("slices", &slices_run),
+            ("checksum", &checksum),
+            ("elapsed_ns", &elapsed.as_nanos()),
+        ],
+    );
+}
+
+/// About 20 µs of arithmetic (xorshift steps the optimiser cannot drop).
+fn cpu_slice(mut state: u64) -> u64 {
+    for _ in 0..20_000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state = std::hint::black_box(state);
+    }
+    state
 }
 
 static ASLEEP: AtomicUsize = AtomicUsize::new(0);

@@ -55,8 +55,8 @@ pub struct Runtime {
     spawned: AtomicU64,
     /// Workers spinning for work before they sleep (at most one).
     spinning: AtomicUsize,
-    /// Whether idle workers take runnable coroutines from busy ones (`CORUN_STEAL=1` with
-    /// per-coroutine identity).
+    /// Whether idle workers take runnable coroutines from busy ones (per-coroutine identity
+    /// and not `CORUN_STEAL=0`).
     steal: bool,
     /// The signal mask of the thread that started the runtime: every worker thread has it
     /// (as threads spawned from there would), including spares the monitor starts later.
@@ -164,8 +164,9 @@ impl Runtime {
         if crate::identity::enabled() {
             current::use_static_offsets(offsets);
         }
-        let steal = config.steal && crate::identity::enabled();
-        if config.steal && !steal {
+        // Stealing is on by default wherever moving a started coroutine is sound.
+        let steal = config.steal.unwrap_or(true) && crate::identity::enabled();
+        if config.steal == Some(true) && !steal {
             let why = if config.isolated_tls {
                 "per-coroutine identity is not available here (see the warning above)"
             } else {

@@ -309,9 +309,6 @@ impl Worker {
                 continue;
             }
             since_poll = 0;
-            if runtime.steals() {
-                self.request_work(runtime);
-            }
             // Nothing to run: if another worker is busy (so work may come from it any moment),
             // spin a little before sleeping — waking a sleeping thread costs a system call on
             // both sides — looking at the reactor too. At most one worker spins at a time.
@@ -333,6 +330,13 @@ impl Worker {
                 if found != Spin::Nothing {
                     continue;
                 }
+            }
+            // Still nothing after spinning (or looking at our own reactor): only now ask a busy
+            // worker for some of its queue. Asking at once, before our own events had a chance
+            // to arrive, moved coroutines (and their fds) back and forth between two workers
+            // that were both about to have work of their own.
+            if runtime.steals() {
+                self.request_work(runtime);
             }
             self.sleeping.store(true, Ordering::SeqCst);
             // Re-check after announcing sleep: a task queued before `sleeping` was visible

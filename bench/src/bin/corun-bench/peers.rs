@@ -4,7 +4,7 @@
 //! |-----------|-------------------------------------------|-------------------------------|
 //! | `corun`   | `std-peer --spawn corun`                  | `LD_PRELOAD=libcorun_hook.so` |
 //! | `corun-shared` | the same                             | and `CORUN_TLS=shared`        |
-//! | `corun-steal`  | the same                             | and `CORUN_STEAL=1`           |
+//! | `corun-nosteal` | the same                            | and `CORUN_STEAL=0`           |
 //! | `corun-std-yield` | the same (yield case: `--call std`) |                              |
 //! | `threads` | `std-peer --spawn thread`                 | the same source, OS threads   |
 //! | `tokio`   | `tokio-peer`                              |                               |
@@ -55,9 +55,10 @@ impl Toolbox {
         self.corun_with("corun-shared", &[("CORUN_TLS", "shared")])
     }
 
-    /// `corun-steal`: corun with `CORUN_STEAL=1` (idle workers take queued coroutines).
-    pub fn corun_steal(&self) -> Peer {
-        self.corun_with("corun-steal", &[("CORUN_STEAL", "1")])
+    /// `corun-nosteal`: corun with `CORUN_STEAL=0` (idle workers do not take queued
+    /// coroutines from busy ones; stealing is the default).
+    pub fn corun_no_steal(&self) -> Peer {
+        self.corun_with("corun-nosteal", &[("CORUN_STEAL", "0")])
     }
 
     /// `corun-std-yield`: corun, named apart for the yield case, where it runs with

@@ -40,6 +40,9 @@ pub struct Settings {
     pub identity_idle_tasks: usize,
     pub identity_idle_sleep_ms: u64,
     pub identity_echo_connections: usize,
+    /// The uneven CPU-bound case (`std-peer uneven`): tasks and slices per light task.
+    pub uneven_tasks: usize,
+    pub uneven_slices: u64,
 }
 
 impl Settings {
@@ -70,6 +73,8 @@ impl Settings {
             identity_idle_tasks: 10_000,
             identity_idle_sleep_ms: 2_000,
             identity_echo_connections: 1_000,
+            uneven_tasks: 64,
+            uneven_slices: 200,
         }
     }
 
@@ -100,6 +105,8 @@ impl Settings {
             identity_idle_tasks: 5_000,
             identity_idle_sleep_ms: 1_000,
             identity_echo_connections: 1_000,
+            uneven_tasks: 32,
+            uneven_slices: 100,
         }
     }
 }

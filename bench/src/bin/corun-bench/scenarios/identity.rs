@@ -1,8 +1,9 @@
 //! Scenario 7: what per-coroutine thread identity costs, and what work stealing brings.
 //!
-//! corun (isolated identity, the default) against itself with `CORUN_TLS=shared` and with
-//! `CORUN_STEAL=1`, on the same std programs: a switch round trip (`yield_now`), spawn+join,
-//! memory per sleeping coroutine and the echo server at 1,000 connections.
+//! corun (isolated identity and work stealing, the defaults) against itself with
+//! `CORUN_TLS=shared` and with `CORUN_STEAL=0`, on the same std programs: a switch round trip
+//! (`yield_now`), spawn+join, memory per sleeping coroutine, the echo server at 1,000
+//! connections and CPU-bound coroutines of uneven length.
 
 use std::time::Duration;
 
@@ -18,7 +19,8 @@ pub fn run(ctx: &Context) -> Section {
     let s = ctx.settings;
     let t = ctx.tools;
     let pair = [t.corun(), t.corun_shared()];
-    let trio = [t.corun(), t.corun_shared(), t.corun_steal()];
+    let trio = [t.corun(), t.corun_shared(), t.corun_no_steal()];
+    let stealing = [t.corun(), t.corun_no_steal()];
     // The short runs (under a second each) get more repetitions: their differences are a few
     // per cent, less than this machine's run-to-run noise.
     let short_reps = s.reps.max(7);
@@ -109,6 +111,36 @@ pub fn run(ctx: &Context) -> Section {
         tables.push(table);
     }
 
+    let mut uneven = Table::new(
+        format!(
+            "stealing: {} CPU-bound coroutines of uneven length (every 8th 16× the others)",
+            s.uneven_tasks
+        ),
+        vec![Column::lower("ms"), Column::lower("µs/slice")],
+        short_reps,
+    );
+    interleave(&mut uneven, short_reps, &stealing, |peer, launch| {
+        let launch = launch.clone().args([
+            "uneven".to_string(),
+            "--tasks".to_string(),
+            s.uneven_tasks.to_string(),
+            "--slices".to_string(),
+            s.uneven_slices.to_string(),
+        ]);
+        let (result, lines) = run_to_result(&launch, Duration::from_secs(60))?;
+        let (ms, per_slice) = match (result.number("elapsed_ns"), result.number("slices")) {
+            (Some(ns), Some(n)) if n > 0.0 => (Some(ns / 1e6), Some(ns / 1e3 / n)),
+            _ => (None, None),
+        };
+        Ok(Measurement {
+            values: vec![ms, per_slice],
+            notes: corun_mode_notes(peer, &lines),
+        })
+    });
+    note_stealing(&mut uneven, 0, "ms");
+    note_stealing(&mut tables[4], 0, "round trips/s");
+    tables.push(uneven);
+
     let chart = chart_of_tables(
         "identity and stealing: echo round trips per second (higher is better)",
         "round trips/s",
@@ -124,18 +156,23 @@ pub fn run(ctx: &Context) -> Section {
         description: format!(
             "The same std programs under the hook three ways: corun (per-coroutine thread \
              identity, `CORUN_TLS=isolated`, the default), corun-shared (`CORUN_TLS=shared`: \
-             coroutines share their worker's thread pointer) and corun-steal (isolated plus \
-             `CORUN_STEAL=1`: an idle worker takes queued coroutines from a busy one). Switch \
+             coroutines share their worker's thread pointer) and corun-nosteal (isolated, with \
+             `CORUN_STEAL=0`: an idle worker does not take queued coroutines from a busy one, \
+             which it does by default). Switch \
              round trip: one coroutine calling `corun::yield_now()` {} times (each a suspend and \
              a resume, with the two thread-pointer writes in isolated mode). Spawn+join and \
              memory as in those scenarios ({} coroutines sleeping {} s). Echo at {} connections \
              as in the echo scenario, with server and load generator both on CPU 0, and both \
              free to use CPUs 0 and 1 (where stealing can move coroutines between workers \
-             running in parallel). Each table's note gives isolated − shared and the target.",
+             running in parallel). Uneven: {} CPU-bound coroutines (slices of ~20 µs of \
+             arithmetic with `std::thread::yield_now` between them; every 8th runs 16× as many \
+             slices as the others), both CPUs free. Each table's note gives isolated − shared \
+             and the target, or stealing against none.",
             count(s.identity_yields as f64),
             count(s.identity_idle_tasks as f64),
             s.identity_idle_sleep_ms as f64 / 1000.0,
-            count(s.identity_echo_connections as f64)
+            count(s.identity_echo_connections as f64),
+            s.uneven_tasks
         ),
         tables,
         chart: Some(chart),
@@ -156,5 +193,19 @@ fn note_difference(table: &mut Table, column: usize, unit: &str, target: &str) {
             "isolated − shared: {:+.2} {unit}{relative}; target: {target}",
             ours - shared
         ));
+    }
+}
+
+/// Notes the default (stealing) against `corun-nosteal` on `column`.
+fn note_stealing(table: &mut Table, column: usize, unit: &str) {
+    let ours = table.summary(CORUN, column).map(|s| s.median);
+    let none = table.summary("corun-nosteal", column).map(|s| s.median);
+    if let (Some(ours), Some(none)) = (ours, none) {
+        if none != 0.0 {
+            table.note(format!(
+                "stealing ÷ no stealing: {:.2}× ({ours:.1} vs {none:.1} {unit})",
+                ours / none
+            ));
+        }
     }
 }
