@@ -1,13 +1,16 @@
-//! Work stealing (`CORUN_STEAL=1`): an idle worker takes runnable, started coroutines from a
-//! busy one. Moving a started coroutine to another OS thread is only sound with per-coroutine
-//! identity (the default, `CORUN_TLS=isolated`), so with `CORUN_TLS=shared` the variable is
-//! ignored with a warning. Each test runs in a child process with the hook preloaded (see
+//! Work stealing (the default; `CORUN_STEAL=0` turns it off): an idle worker takes runnable,
+//! started coroutines from a busy one. Moving a started coroutine to another OS thread is only
+//! sound with per-coroutine identity (the default, `CORUN_TLS=isolated`), so with
+//! `CORUN_TLS=shared` there is no stealing (`CORUN_STEAL=1` is then ignored with a warning). Each test runs in a child process with the hook preloaded (see
 //! `support`), on two workers.
 
 mod support;
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -31,6 +34,8 @@ struct Seen {
     /// Its `thread_local!` step counter at the end (must equal its steps).
     steps_counted: usize,
     steps: usize,
+    /// With `wait_on_socket`: the socket it waited on at every step (and its peer), still open.
+    socket: Option<(UnixStream, UnixStream)>,
 }
 
 /// Spins for `how_long` without switching.
@@ -49,7 +54,10 @@ fn busy_loop(how_long: Duration) {
 /// the waker's worker when its own is idle (wake affinity), so after the gate opens most or all
 /// of them are queued on the opener's worker while the other one idles. From then on only
 /// stealing moves a coroutine, as yielding keeps it where it is.
-fn gated_workload() -> Vec<Seen> {
+///
+/// With `wait_on_socket`, each coroutine also waits 1 ms on a socket of its own at every step
+/// (a read that times out), so the socket is watched by the epoll of whichever worker runs it.
+fn gated_workload_with(wait_on_socket: bool) -> Vec<Seen> {
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let handles: Vec<_> = (0..COROUTINES)
         .map(|i| {
@@ -63,6 +71,12 @@ fn gated_workload() -> Vec<Seen> {
                     guard = opened.wait(guard).unwrap();
                 }
                 drop(guard);
+                let socket = wait_on_socket.then(|| {
+                    let (a, b) = UnixStream::pair().expect("socketpair");
+                    a.set_read_timeout(Some(Duration::from_millis(1)))
+                        .expect("SO_RCVTIMEO");
+                    (a, b)
+                });
                 let mut same_id = true;
                 let mut os_threads = HashSet::new();
                 for _ in 0..steps {
@@ -71,6 +85,10 @@ fn gated_workload() -> Vec<Seen> {
                     same_id &= thread::current().id() == id;
                     STEPS_DONE.set(STEPS_DONE.get() + 1);
                     busy_loop(Duration::from_micros(300));
+                    if let Some((a, _)) = socket.as_ref() {
+                        let err = (&*a).read(&mut [0u8; 1]).expect_err("nothing was sent");
+                        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+                    }
                     corun::yield_now();
                 }
                 Seen {
@@ -78,6 +96,7 @@ fn gated_workload() -> Vec<Seen> {
                     thread_id: same_id.then_some(id),
                     steps_counted: STEPS_DONE.get(),
                     steps,
+                    socket,
                 }
             })
         })
@@ -93,6 +112,37 @@ fn gated_workload() -> Vec<Seen> {
         .into_iter()
         .map(|h| join_within(h, Duration::from_secs(30), "a coroutine of the workload"))
         .collect()
+}
+
+fn gated_workload() -> Vec<Seen> {
+    gated_workload_with(false)
+}
+
+/// How many of this process's epoll instances watch each fd (from `/proc/self/fdinfo`, whose
+/// lines for an epoll fd include `tfd: N` for every watched fd N).
+fn epolls_watching() -> HashMap<i32, usize> {
+    let mut watching = HashMap::new();
+    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
+        let entry = entry.expect("an fd entry");
+        let is_epoll = std::fs::read_link(entry.path())
+            .map(|target| target.to_string_lossy() == "anon_inode:[eventpoll]")
+            .unwrap_or(false);
+        if !is_epoll {
+            continue;
+        }
+        let fdinfo = std::path::Path::new("/proc/self/fdinfo").join(entry.file_name());
+        let Ok(info) = std::fs::read_to_string(fdinfo) else {
+            continue;
+        };
+        for line in info.lines() {
+            if let Some(rest) = line.strip_prefix("tfd:") {
+                if let Some(Ok(fd)) = rest.split_whitespace().next().map(str::parse) {
+                    *watching.entry(fd).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    watching
 }
 
 /// Every coroutine kept its identity and counted its own steps.
@@ -135,6 +185,39 @@ fn idle_worker_takes_queued_coroutines() {
                 moved(&seen)
             );
             assert!(moved(&seen) > 0, "no coroutine moved to the idle worker");
+        });
+}
+
+/// A coroutine's socket follows it: after coroutines moved to the idle worker and went on
+/// waiting on their sockets there, every socket is watched by exactly one epoll (the one of
+/// the worker that runs its coroutine), not by both.
+#[test]
+fn a_moved_coroutines_socket_is_in_one_epoll() {
+    Child::new("a_moved_coroutines_socket_is_in_one_epoll")
+        .env("CORUN_WORKERS", "2")
+        .env_remove("CORUN_STEAL")
+        .run(|| {
+            let seen = gated_workload_with(true);
+            assert_identity_kept(&seen);
+            let threads: Vec<Vec<i32>> = seen
+                .iter()
+                .map(|s| s.os_threads.iter().copied().collect())
+                .collect();
+            assert!(
+                moved(&seen) > 0,
+                "no coroutine moved to the idle worker: {threads:?}"
+            );
+            let watching = epolls_watching();
+            for (i, s) in seen.iter().enumerate() {
+                let fd = s.socket.as_ref().expect("a socket").0.as_raw_fd();
+                assert_eq!(
+                    watching.get(&fd).copied().unwrap_or(0),
+                    1,
+                    "coroutine {i} (ran on {} threads): its socket {fd} is not in exactly one \
+                     epoll: {watching:?}",
+                    s.os_threads.len()
+                );
+            }
         });
 }
 

@@ -302,9 +302,6 @@ impl Worker {
                 if since_poll >= POLL_INTERVAL {
                     since_poll = 0;
                     self.poll(&mut events, 0);
-                    if runtime.steals() {
-                        self.offer_work(runtime);
-                    }
                 }
                 continue;
             }
@@ -457,10 +454,13 @@ impl Worker {
         }
     }
 
-    /// With tasks queued here, wakes a sleeping worker so that it asks for some (an idle
-    /// worker asks only when it runs out of work, and then sleeps until woken).
+    /// With tasks queued here beyond the next one, wakes a sleeping worker so that it asks for
+    /// some (an idle worker asks only when it runs out of work, and then sleeps until woken).
+    /// Called after every look at the reactor and the timers, where runnable tasks arrive in
+    /// batches (Go's `wakep` after a netpoll): a worker whose coroutines all wait a moment at
+    /// a time never has a long queue at its periodic looks, and the other one slept on.
     fn offer_work(&self, runtime: &Runtime) {
-        if self.local_len.load(Ordering::Relaxed) == 0 {
+        if self.local_len.load(Ordering::Relaxed) < 2 {
             return;
         }
         if let Some(sleeper) = runtime
@@ -660,6 +660,9 @@ impl Worker {
             if task.wake(token) {
                 super::schedule(task);
             }
+        }
+        if let Some(runtime) = super::try_get().filter(|r| r.steals()) {
+            self.offer_work(runtime);
         }
     }
 }
