@@ -9,6 +9,8 @@ cargo build --release --workspace --lib --bins --examples --quiet
 LAUNCHER="$PWD/target/release/corun"
 BIN="$PWD/target/release/examples"
 TIMEOUT=${EXAMPLE_TIMEOUT:-60}
+# Extra options of `corun run` for the next check (threads mode for plain_threads).
+RUN_OPTIONS=""
 
 failures=0
 pass() { printf '  ok    %s\n' "$1"; }
@@ -24,7 +26,7 @@ run() {
         patterns+=("$1"); shift
     done
     local out status=0
-    out=$(timeout "$TIMEOUT" "$LAUNCHER" run -- "$BIN/$name" "${args[@]}" 2>&1) || status=$?
+    out=$(timeout "$TIMEOUT" "$LAUNCHER" run $RUN_OPTIONS -- "$BIN/$name" "${args[@]}" 2>&1) || status=$?
     if [ "$status" -ne 0 ]; then
         fail "$name" "exit status $status"; printf '%s\n' "$out" | tail -20 | sed 's/^/        /'; return
     fi
@@ -56,6 +58,15 @@ check sleep \
 check tcp_listener \
     '^listening on 127\.0\.0\.1:[0-9]+$' \
     '^100 clients greeted with "hello, world"$'
+
+# A plain std program (no corun in it) whose threads become coroutines with --threads: its
+# 2,000 echo threads (200 clients) and 1,000 sleepers run on a handful of OS threads.
+RUN_OPTIONS="--threads --workers 2"
+check plain_threads \
+    '^echo: 200 clients, 13107200 bytes echoed and checked, 0 failed, ([1-9]|1[0-4]) OS threads while all were connected' \
+    '^sleep: 1000 threads slept 200 ms in [0-9]+ ms, ([1-9]|1[0-4]) OS threads$' \
+    '^sync: ok: mpsc, mutex\+condvar, barrier, rwlock, park, scope, names\+thread_local, panic-join, stack-size$'
+RUN_OPTIONS=""
 
 check chat_server \
     '^chat server on 127\.0\.0\.1:[0-9]+$' \

@@ -36,7 +36,8 @@ fn help_documents_every_option_and_variable() {
     assert!(out.status.success());
     let (stdout, _) = text(&out);
     for needle in [
-        "corun run [--workers N] [--compact-tls] [--] PROGRAM",
+        "corun run [--threads] [--workers N] [--compact-tls] [--] PROGRAM",
+        "--threads",
         "--workers N",
         "--compact-tls",
         "CORUN_WORKERS",
@@ -51,6 +52,7 @@ fn help_documents_every_option_and_variable() {
         "CORUN_LOG",
         "CORUN_TLS",
         "CORUN_STEAL",
+        "CORUN_THREADS",
         "CORUN_HOOK",
     ] {
         assert!(

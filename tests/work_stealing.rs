@@ -1,7 +1,7 @@
-//! Work stealing (the default; `CORUN_STEAL=0` turns it off): an idle worker takes runnable,
-//! started coroutines from a busy one. Moving a started coroutine to another OS thread is only
-//! sound with per-coroutine identity (the default, `CORUN_TLS=isolated`), so with
-//! `CORUN_TLS=shared` there is no stealing (`CORUN_STEAL=1` is then ignored with a warning). Each test runs in a child process with the hook preloaded (see
+//! Work stealing (`CORUN_STEAL=1`): an idle worker takes runnable, started coroutines from a
+//! busy one. Moving a started coroutine to another OS thread is only sound with per-coroutine
+//! identity (the default, `CORUN_TLS=isolated`), so with `CORUN_TLS=shared` the variable is
+//! ignored with a warning. Each test runs in a child process with the hook preloaded (see
 //! `support`), on two workers.
 
 mod support;
@@ -195,7 +195,7 @@ fn idle_worker_takes_queued_coroutines() {
 fn a_moved_coroutines_socket_is_in_one_epoll() {
     Child::new("a_moved_coroutines_socket_is_in_one_epoll")
         .env("CORUN_WORKERS", "2")
-        .env_remove("CORUN_STEAL")
+        .env("CORUN_STEAL", "1")
         .run(|| {
             let seen = gated_workload_with(true);
             assert_identity_kept(&seen);
@@ -221,43 +221,36 @@ fn a_moved_coroutines_socket_is_in_one_epoll() {
         });
 }
 
-/// Stealing is the default with isolated identity: with `CORUN_STEAL` unset, the idle worker
-/// takes queued coroutines as with `CORUN_STEAL=1`.
-#[test]
-fn stealing_is_the_default() {
-    Child::new("stealing_is_the_default")
-        .env("CORUN_WORKERS", "2")
-        .env_remove("CORUN_STEAL")
-        .env_remove("CORUN_TLS")
-        .run(|| {
-            let seen = gated_workload();
-            assert_identity_kept(&seen);
-            assert!(
-                moved(&seen) > 0,
-                "no coroutine moved to the idle worker by default"
-            );
-        });
-}
-
-/// With `CORUN_STEAL=0`, a coroutine that only yields stays on its worker, even with the other
-/// worker idle.
+/// Without `CORUN_STEAL` (the default), a coroutine that only yields stays on its worker, even
+/// with the other worker idle.
 #[test]
 fn without_steal_coroutines_stay_on_their_worker() {
     Child::new("without_steal_coroutines_stay_on_their_worker")
         .env("CORUN_WORKERS", "2")
-        .env("CORUN_STEAL", "0")
+        .env_remove("CORUN_STEAL")
         .run(|| {
             let seen = gated_workload();
             assert_identity_kept(&seen);
+            assert_eq!(moved(&seen), 0, "a coroutine moved without CORUN_STEAL");
+        });
+}
+
+/// `CORUN_STEAL=0` is the same as leaving it unset.
+#[test]
+fn steal_0_keeps_coroutines_on_their_worker() {
+    Child::new("steal_0_keeps_coroutines_on_their_worker")
+        .env("CORUN_WORKERS", "2")
+        .env("CORUN_STEAL", "0")
+        .run(|| {
+            let seen = gated_workload();
             assert_eq!(moved(&seen), 0, "a coroutine moved with CORUN_STEAL=0");
         });
 }
 
-/// With `CORUN_TLS=shared` and `CORUN_STEAL` unset, nothing moves and nothing is said: the
-/// default simply does not apply where moving is unsound.
+/// With `CORUN_TLS=shared` and `CORUN_STEAL` unset, nothing moves and nothing is said.
 #[test]
-fn shared_identity_turns_the_default_off_quietly() {
-    let Some(finished) = Child::new("shared_identity_turns_the_default_off_quietly")
+fn shared_identity_without_steal_is_quiet() {
+    let Some(finished) = Child::new("shared_identity_without_steal_is_quiet")
         .env("CORUN_WORKERS", "2")
         .env_remove("CORUN_STEAL")
         .env("CORUN_TLS", "shared")

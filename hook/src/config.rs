@@ -28,10 +28,10 @@ pub struct Config {
     /// Threads of the blocking pool (`CORUN_BLOCKING_THREADS`; default 8).
     pub blocking_threads: usize,
     /// Warn when a worker runs one coroutine longer than this, in ms; 0 turns the guard off
-    /// (`CORUN_STUCK_MS`; default 100).
+    /// (`CORUN_STUCK_MS`; default 100, [`THREADS_STUCK_MS`] in threads mode).
     pub stuck_ms: u64,
     /// Whether a stuck worker's started coroutines may move to a spare worker
-    /// (`CORUN_MIGRATE`; default off).
+    /// (`CORUN_MIGRATE`; default off, on in threads mode: Go's hand-off).
     pub migrate: bool,
     /// The signal that prints a coroutine dump, if dumps are on (`CORUN_DUMP`,
     /// `CORUN_DUMP_SIGNAL`; default off, SIGQUIT).
@@ -42,10 +42,13 @@ pub struct Config {
     /// default) or shares its worker's (`shared`).
     pub isolated_tls: bool,
     /// Whether an idle worker takes runnable, started coroutines from a busy one
-    /// (`CORUN_STEAL=0|1`; `None` when unset, which means on wherever per-coroutine identity
-    /// is, since only that makes moving a started coroutine sound). `Some(true)` with
-    /// `CORUN_TLS=shared` is ignored with a warning.
+    /// (`CORUN_STEAL=0|1`; `None` when unset: off). Only with isolated identity, which makes
+    /// moving a started coroutine sound: `Some(true)` with `CORUN_TLS=shared` is ignored with
+    /// a warning.
     pub steal: Option<bool>,
+    /// Whether the program's own threads become coroutines (`CORUN_THREADS=1`, what
+    /// `corun run --threads` sets; default off): see `crate::threads`.
+    pub threads: bool,
     /// The format of signal-triggered dumps (`CORUN_DUMP_FORMAT`: text or json; default text).
     pub dump_json: bool,
     /// Whether the process answers `corun dump PID` on its control socket (`CORUN_CONTROL`;
@@ -69,7 +72,7 @@ pub enum Deadlock {
 }
 
 /// Every variable the runtime reads (the launcher's `CORUN_HOOK` too, so it is not "unknown").
-pub const VARIABLES: [&str; 17] = [
+pub const VARIABLES: [&str; 18] = [
     "CORUN_WORKERS",
     "CORUN_STACK_SIZE",
     "CORUN_STACK_POOL",
@@ -82,12 +85,16 @@ pub const VARIABLES: [&str; 17] = [
     "CORUN_LOG",
     "CORUN_TLS",
     "CORUN_STEAL",
+    "CORUN_THREADS",
     "CORUN_DUMP_FORMAT",
     "CORUN_CONTROL",
     "CORUN_DEADLOCK",
     "CORUN_TRACE",
     "CORUN_HOOK",
 ];
+
+/// The stuck threshold in threads mode, where a stuck worker hands its coroutines off.
+pub const THREADS_STUCK_MS: u64 = 20;
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
@@ -182,10 +189,20 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         &lookup,
         "CORUN_STUCK_MS",
         "a whole number of milliseconds from 0 (never warn) to 3600000",
-        || 100,
-        |t| parse_count(t).filter(|n| *n <= 3_600_000).map(|n| n as u64),
+        || None,
+        |t| {
+            parse_count(t)
+                .filter(|n| *n <= 3_600_000)
+                .map(|n| Some(n as u64))
+        },
     )?;
-    let migrate = var(&lookup, "CORUN_MIGRATE", "0 or 1", || false, parse_flag)?;
+    let migrate = var(
+        &lookup,
+        "CORUN_MIGRATE",
+        "0 or 1",
+        || None,
+        |t| parse_flag(t).map(Some),
+    )?;
     let dump = var(&lookup, "CORUN_DUMP", "0 or 1", || false, parse_flag)?;
     let dump_signal = var(
         &lookup,
@@ -253,7 +270,15 @@ pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
             (10..=3_600_000).contains(&ms).then_some(Some(ms as u64))
         },
     )?;
+    let threads = var(&lookup, "CORUN_THREADS", "0 or 1", || false, parse_flag)?;
+    // In threads mode a worker stuck in a pass-through call hands its coroutines over by
+    // default: coroutine threads have their own identity, so moving them is sound.
+    let migrate = migrate.unwrap_or(threads);
+    // There a hand-off is routine, so it comes sooner (as Go's sysmon retakes a processor
+    // after 10–20 ms).
+    let stuck_ms = stuck_ms.unwrap_or(if threads { THREADS_STUCK_MS } else { 100 });
     Ok(Config {
+        threads,
         dump_json,
         control,
         deadlock,
@@ -341,6 +366,7 @@ mod tests {
         assert_eq!(config.stuck_ms, 100);
         assert!(!config.migrate);
         assert_eq!(config.steal, None);
+        assert!(!config.threads);
         assert!(config.isolated_tls);
         assert_eq!(config.dump_signal, None);
         assert_eq!(config.log, Level::Warn);
@@ -364,6 +390,7 @@ mod tests {
             ("CORUN_LOG", "debug"),
             ("CORUN_TLS", "shared"),
             ("CORUN_STEAL", "1"),
+            ("CORUN_THREADS", "1"),
             ("CORUN_DUMP_FORMAT", "json"),
             ("CORUN_CONTROL", "0"),
             ("CORUN_DEADLOCK", "abort"),
@@ -384,6 +411,28 @@ mod tests {
         assert_eq!(config.log, Level::Debug);
         assert!(!config.isolated_tls);
         assert_eq!(config.steal, Some(true));
+        assert!(config.threads);
+    }
+
+    #[test]
+    fn threads_mode_hands_off_stuck_workers_by_default() {
+        assert!(with(&[("CORUN_THREADS", "1")]).unwrap().migrate);
+        assert_eq!(
+            with(&[("CORUN_THREADS", "1")]).unwrap().stuck_ms,
+            THREADS_STUCK_MS
+        );
+        assert_eq!(
+            with(&[("CORUN_THREADS", "1"), ("CORUN_STUCK_MS", "300")])
+                .unwrap()
+                .stuck_ms,
+            300
+        );
+        assert!(
+            !with(&[("CORUN_THREADS", "1"), ("CORUN_MIGRATE", "0")])
+                .unwrap()
+                .migrate
+        );
+        assert!(!with(&[]).unwrap().migrate);
     }
 
     #[test]
@@ -404,6 +453,7 @@ mod tests {
             ("CORUN_LOG", "verbose", "error, warn"),
             ("CORUN_TLS", "private", "isolated or shared"),
             ("CORUN_STEAL", "on", "0 or 1"),
+            ("CORUN_THREADS", "yes", "0 or 1"),
             ("CORUN_DUMP_FORMAT", "yaml", "text or json"),
             ("CORUN_CONTROL", "off", "0 or 1"),
             ("CORUN_DEADLOCK", "panic", "warn, abort or off"),

@@ -20,6 +20,7 @@ pub mod real;
 pub mod runtime;
 pub mod signal;
 pub mod sync;
+pub mod threads;
 
 use std::fmt;
 
@@ -46,10 +47,10 @@ fn describe_current(out: &mut dyn fmt::Write) -> fmt::Result {
     match runtime::current::task() {
         Some(current) => {
             let task = current.task();
-            match task.name() {
+            task.with_name_if_free(|name| match name {
                 Some(name) => write!(out, "coroutine '{name}' (id {})", task.id()),
                 None => write!(out, "coroutine {}", task.id()),
-            }
+            })
         }
         None => out.write_str("a coroutine"),
     }

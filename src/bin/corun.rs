@@ -1,7 +1,7 @@
 //! `corun`: runs a program with the corun runtime preloaded.
 //!
 //! ```text
-//! corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS…]
+//! corun run [--threads] [--workers N] [--compact-tls] [--] PROGRAM [ARGS…]
 //! corun dump PID [--json]
 //! ```
 //!
@@ -24,7 +24,7 @@ const HELP: &str = "\
 corun: run a program with the corun runtime preloaded
 
 Usage:
-  corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS...]
+  corun run [--threads] [--workers N] [--compact-tls] [--] PROGRAM [ARGS...]
   corun dump PID [--json]
   corun --help | --version
 
@@ -37,6 +37,9 @@ with --json) without stopping it; only the program's user (or root) may. It work
 program whose runtime has started, unless it was run with CORUN_CONTROL=0.
 
 Options of run:
+  --threads       threads become coroutines (sets CORUN_THREADS=1): every pthread_create
+                  of the program (std::thread::spawn, thread::scope, C pthreads) starts a
+                  coroutine with its own thread identity; the program need not use corun
   --workers N     worker threads (sets CORUN_WORKERS; 1 to 64)
   --compact-tls   limit glibc's static TLS surplus to what each coroutine's thread area
                   keeps free (adds glibc.rtld.nns=1:glibc.rtld.optional_static_tls=0 to
@@ -76,6 +79,8 @@ message naming the variable):
                             their worker's (faster switch, less memory) (default isolated)
   CORUN_STEAL=0|1           idle workers take queued coroutines from busy ones (isolated
                             identity only; default 0)
+  CORUN_THREADS=0|1         the program's threads become coroutines (what --threads sets;
+                            isolated identity only; default 0)
   CORUN_LOG=LEVEL           error, warn, info or debug (default warn)
   CORUN_HOOK=PATH           (launcher only) where libcorun_hook.so is
 ";
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
     }
     let mut workers: Option<OsString> = None;
     let mut compact_tls = false;
+    let mut threads = false;
     let mut rest: Vec<OsString> = Vec::new();
     while let Some(arg) = args.next() {
         match arg.to_str() {
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
                 workers = Some(s["--workers=".len()..].into())
             }
             Some("--compact-tls") => compact_tls = true,
+            Some("--threads") => threads = true,
             Some(s) if s.starts_with('-') && rest.is_empty() => {
                 return usage_error(&format!("unknown option {s:?}"))
             }
@@ -158,6 +165,9 @@ fn main() -> ExitCode {
     if compact_tls {
         command.env("GLIBC_TUNABLES", compact_tunables());
     }
+    if threads {
+        command.env("CORUN_THREADS", "1");
+    }
     let err = command.exec();
     eprintln!("corun: cannot run {program:?}: {err}");
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
@@ -168,7 +178,7 @@ fn main() -> ExitCode {
 }
 
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("corun: {message}\nusage: corun run [--workers N] [--compact-tls] [--] PROGRAM [ARGS...] | corun dump PID [--json] (see corun --help)");
+    eprintln!("corun: {message}\nusage: corun run [--threads] [--workers N] [--compact-tls] [--] PROGRAM [ARGS...] | corun dump PID [--json] (see corun --help)");
     ExitCode::from(2)
 }
 

@@ -14,6 +14,7 @@ pub mod fdops;
 pub mod io;
 pub mod poll;
 pub mod process;
+pub mod pthread;
 pub mod signal;
 pub mod sleep;
 pub mod socket;

@@ -18,6 +18,10 @@ pub const FEATURE_1: usize = 72;
 pub const LIST: usize = 704;
 pub const TID: usize = 720;
 pub const ROBUST_HEAD: usize = 736;
+/// `cleanup_jmp_buf`: the innermost `pthread_cleanup_push` buffer (a `pthread_unwind_buf`),
+/// just before `cancelhandling` (checked through it).
+pub const CLEANUP_JMP_BUF: usize = 768;
+pub const CANCELHANDLING: usize = 776;
 pub const SPECIFIC_1STBLOCK: usize = 784;
 pub const SPECIFIC: usize = 1296;
 pub const SPECIFIC_USED: usize = 1552;
@@ -57,6 +61,7 @@ pub fn verify() -> Result<(), String> {
     check(c"_thread_db_pthread_specific", SPECIFIC)?;
     check(c"_thread_db_pthread_report_events", REPORT_EVENTS)?;
     check(c"_thread_db_pthread_dtvp", DTV)?;
+    check(c"_thread_db_pthread_cancelhandling", CANCELHANDLING)?;
     let size = symbol(c"_thread_db_sizeof_pthread", c"GLIBC_PRIVATE")?;
     // SAFETY: a `const uint32_t` exported by glibc.
     let size = unsafe { *(size as *const u32) } as usize;
@@ -70,6 +75,32 @@ pub fn verify() -> Result<(), String> {
         return Err("the TCB self pointers are not where expected".into());
     }
     Ok(())
+}
+
+/// Where `pthread_unwind_buf.priv.data.prev` is: after the `jmp_buf` (8 words) and its
+/// `mask_was_saved` int, padded to 8.
+const UNWIND_BUF_PREV: usize = 72;
+
+/// Takes the innermost `pthread_cleanup_push` buffer off the calling thread's chain (as
+/// glibc's unwinder does before running its handler) and returns it, or `None` when no
+/// handler is left.
+///
+/// # Safety
+/// The thread pointer must be a verified glibc 2.36 descriptor (an area, or glibc's own).
+pub unsafe fn pop_cleanup_buffer() -> Option<usize> {
+    let tp = thread_pointer();
+    // SAFETY: guaranteed by the caller: `cleanup_jmp_buf` is a field of the descriptor, and
+    // a non-null value points at a live `pthread_unwind_buf` in a frame of this thread
+    // (pushed by `__pthread_register_cancel`, popped on the normal path by its unregister).
+    unsafe {
+        let slot = (tp + CLEANUP_JMP_BUF) as *mut usize;
+        let buf = *slot;
+        if buf == 0 {
+            return None;
+        }
+        *slot = *((buf + UNWIND_BUF_PREV) as *const usize);
+        Some(buf)
+    }
 }
 
 /// glibc's `__nptl_deallocate_tsd`, for an area.

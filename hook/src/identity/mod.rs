@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 pub use area::Area;
+pub use descriptor::pop_cleanup_buffer;
 
 use crate::log;
 use crate::sync::SpinLock;

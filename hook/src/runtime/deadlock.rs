@@ -59,7 +59,7 @@ thread_local! {
 }
 
 /// The calling thread's kernel id.
-fn this_tid() -> i32 {
+pub(crate) fn this_tid() -> i32 {
     let known = TID.try_with(std::cell::Cell::get).unwrap_or(0);
     if known != 0 {
         return known;

@@ -174,7 +174,7 @@ pub fn describe_wait(info: WaitInfo) -> String {
 
 /// "coroutine 7 'name'".
 pub fn label(task: &Task) -> String {
-    label_of(task.id(), task.name())
+    label_of(task.id(), task.name().as_deref())
 }
 
 fn label_of(id: u64, name: Option<&str>) -> String {
@@ -285,7 +285,7 @@ pub fn snapshot(tasks: &[std::sync::Arc<Task>], traced: &[bool]) -> Vec<Entry> {
                 (trace.is_none() && task.started() && !task.is_running()).then_some(worker);
             Entry {
                 id: task.id(),
-                name: task.name().map(str::to_owned),
+                name: task.name(),
                 state,
                 trace,
                 trace_missing,

@@ -41,6 +41,11 @@ use crate::sync::{futex_wait, futex_wake, SpinLock};
 use task::{Suspend, Task, WaitInfo};
 use worker::Worker;
 
+/// The most threads that may be stuck in a coroutine after handing their worker off (the
+/// stuck-worker guard's migration): beyond that a stuck worker's coroutines wait, with a
+/// warning. Each such thread ends as soon as its coroutine switches.
+pub const MAX_HANDED_OFF: usize = 64;
+
 /// The process's one runtime.
 pub struct Runtime {
     /// Every worker slot: the first `active` run, the rest are spares.
@@ -53,10 +58,13 @@ pub struct Runtime {
     entered: AtomicU32,
     /// Tasks spawned so far.
     spawned: AtomicU64,
+    /// Threads still stuck in a coroutine after their worker was handed off (at most
+    /// [`MAX_HANDED_OFF`]).
+    handed_off: AtomicUsize,
     /// Workers spinning for work before they sleep (at most one).
     spinning: AtomicUsize,
-    /// Whether idle workers take runnable coroutines from busy ones (per-coroutine identity
-    /// and not `CORUN_STEAL=0`).
+    /// Whether idle workers take runnable coroutines from busy ones (`CORUN_STEAL=1` with
+    /// per-coroutine identity).
     steal: bool,
     /// The signal mask of the thread that started the runtime: every worker thread has it
     /// (as threads spawned from there would), including spares the monitor starts later.
@@ -164,8 +172,10 @@ impl Runtime {
         if crate::identity::enabled() {
             current::use_static_offsets(offsets);
         }
-        // Stealing is on by default wherever moving a started coroutine is sound.
-        let steal = config.steal.unwrap_or(true) && crate::identity::enabled();
+        // Off unless asked for: on the 2-CPU echo benchmark it did not beat no stealing (an
+        // idle worker woken to take coroutines the busy one would run a few µs later; see
+        // README, *Thread identity and work stealing*).
+        let steal = config.steal.unwrap_or(false) && crate::identity::enabled();
         if config.steal == Some(true) && !steal {
             let why = if config.isolated_tls {
                 "per-coroutine identity is not available here (see the warning above)"
@@ -187,6 +197,7 @@ impl Runtime {
             injector: SegQueue::new(),
             entered: AtomicU32::new(0),
             spawned: AtomicU64::new(0),
+            handed_off: AtomicUsize::new(0),
             spinning: AtomicUsize::new(0),
             steal,
             signal_mask,
@@ -244,6 +255,11 @@ impl Runtime {
             self.entered.fetch_add(1, Ordering::SeqCst);
             futex_wake(&self.entered, i32::MAX);
             worker.run(self, epoch);
+            if worker.owner_epoch() != epoch {
+                // Handed off while stuck: this thread's stuck coroutine has switched at last,
+                // and the thread ends here.
+                self.handed_off.fetch_sub(1, Ordering::SeqCst);
+            }
         });
         if let Err(err) = spawned {
             log::fatal(format_args!(
@@ -251,6 +267,24 @@ impl Runtime {
                 worker.index()
             ));
         }
+    }
+
+    /// Hands stuck `worker` (its queue, timers and reactor) to a fresh thread, unless
+    /// [`MAX_HANDED_OFF`] threads are already stuck after a hand-off: false then. The stuck
+    /// thread ends when its coroutine switches.
+    pub(crate) fn hand_off(&'static self, worker: &'static Worker) -> bool {
+        if self
+            .handed_off
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < MAX_HANDED_OFF).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return false;
+        }
+        let epoch = worker.take_over();
+        self.start_thread(worker, epoch, "moved");
+        true
     }
 
     /// The worker slots that have a thread.

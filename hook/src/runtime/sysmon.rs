@@ -239,13 +239,24 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
                 message.push_str(" (a CPU-bound loop, or a blocking call corun does not intercept)")
             }
         }
-        if migrate {
-            // The worker itself (queue, timers, reactor) goes to a fresh thread, which also
+        if migrate && runtime.hand_off(worker) {
+            // The worker itself (queue, timers, reactor) went to a fresh thread, which also
             // takes new coroutines.
-            let epoch = worker.take_over();
-            runtime.start_thread(worker, epoch, "moved");
             message.push_str("; its other coroutines move to a new thread (CORUN_MIGRATE=1)");
+            if config::get().threads {
+                // Routine in threads mode (a thread reading a file, a CPU loop): said at info
+                // level, without the stack (taking it would hold the monitor up to 200 ms,
+                // while other workers may get stuck meanwhile).
+                log::info(format_args!("{message}"));
+                continue;
+            }
         } else {
+            if migrate {
+                message.push_str(&format!(
+                    "; {} threads are stuck after hand-offs already, the most there may be",
+                    super::MAX_HANDED_OFF
+                ));
+            }
             let others_busy = runtime
                 .workers()
                 .iter()
@@ -266,8 +277,10 @@ fn check_stuck(runtime: &'static Runtime, stuck_ms: u64, migrate: bool, watch: &
                 worker.stats().runnable
             ));
         }
-        let stack = where_it_runs(worker, switches);
+        // The one-line warning first: taking and symbolising the stack can take a while (the
+        // debug info is read on first use), and the program may be gone by then.
         log::warn(format_args!("{message}"));
+        let stack = where_it_runs(worker, switches);
         // Below the one-line warning (which has a bounded buffer), at the same level.
         if !stack.is_empty() && log::enabled(log::Level::Warn) {
             raw_syscall::write_all(2, stack.as_bytes());

@@ -159,13 +159,38 @@ const RUNNING: u32 = 0;
 const RUNNING_JOINED: u32 = 2;
 const FINISHED: u32 = 1;
 
+// What a task is to the program's pthreads (`Task::pthread`; see `crate::threads`).
+/// A corun task (`corun::spawn`): its stack goes back to the pool when it finishes.
+const NOT_A_PTHREAD: u8 = 0;
+/// A joinable coroutine thread, not finished.
+const PTHREAD_JOINABLE: u8 = 1;
+/// A joinable coroutine thread that finished: its stack slot (which holds its `pthread_t`,
+/// the descriptor) is kept until it is joined or detached, as glibc keeps a thread's.
+const PTHREAD_KEPT: u8 = 2;
+/// A detached coroutine thread: its slot goes back when it finishes.
+const PTHREAD_DETACHED: u8 = 3;
+
+/// What `pthread_detach` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Detach {
+    /// Running: marked, it gives its slot back when it finishes.
+    Marked,
+    /// Finished: the caller releases its kept slot ([`Task::release_kept_stack`]).
+    Finished,
+    /// Detached already (`EINVAL`).
+    Already,
+}
+
 /// Not assigned to a worker yet (never started).
 pub const NO_WORKER: usize = usize::MAX;
 
 /// One coroutine of the runtime.
 pub struct Task {
     id: u64,
-    name: Option<Box<str>>,
+    /// The name given at spawn, or set since by `pthread_setname_np` on a coroutine thread.
+    name: SpinLock<Option<Box<str>>>,
+    /// `NOT_A_PTHREAD` or a `PTHREAD_*` state: see [`Task::finish_keeps_stack`].
+    pthread: AtomicU8,
     /// What the coroutine will be made of, then the coroutine (made by the worker that starts
     /// the task, so the spawner never touches the stack's memory); touched only by the worker
     /// that owns the task (see `worker`).
@@ -243,7 +268,8 @@ impl Task {
     ) -> Arc<Task> {
         Arc::new(Task {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name,
+            name: SpinLock::new(name),
+            pthread: AtomicU8::new(NOT_A_PTHREAD),
             body: UnsafeCell::new(Body::Start(Start {
                 stack,
                 entry,
@@ -310,9 +336,90 @@ impl Task {
         self.id
     }
 
-    /// The name given at spawn, if any.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    /// The name given at spawn or set since, if any.
+    pub fn name(&self) -> Option<String> {
+        self.name.lock().as_deref().map(str::to_owned)
+    }
+
+    /// Calls `f` with the name, unless the name's lock stays taken (a signal handler asking
+    /// while the interrupted code renames the task): then with `None`.
+    pub fn with_name_if_free<R>(&self, f: impl FnOnce(Option<&str>) -> R) -> R {
+        match self.name.try_lock_for(64) {
+            Some(name) => f(name.as_deref()),
+            None => f(None),
+        }
+    }
+
+    /// Renames the task (`pthread_setname_np` on a coroutine thread).
+    pub fn set_name(&self, name: Option<Box<str>>) {
+        *self.name.lock() = name;
+    }
+
+    /// Marks the task a joinable coroutine thread (before it is queued).
+    pub fn make_pthread(&self) {
+        self.pthread.store(PTHREAD_JOINABLE, Ordering::Release);
+    }
+
+    /// Whether the task is one of the program's threads (threads mode).
+    pub fn is_pthread(&self) -> bool {
+        self.pthread.load(Ordering::Acquire) != NOT_A_PTHREAD
+    }
+
+    /// Called by the worker when the coroutine has returned, before [`finish`](Self::finish):
+    /// true if the task keeps its stack slot (a joinable coroutine thread: its descriptor,
+    /// the `pthread_t`, stays valid until the join); false if the slot is to go back now.
+    pub fn finish_keeps_stack(&self) -> bool {
+        self.pthread
+            .compare_exchange(
+                PTHREAD_JOINABLE,
+                PTHREAD_KEPT,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Whether this is a detached coroutine thread.
+    pub fn is_detached_pthread(&self) -> bool {
+        self.pthread.load(Ordering::Acquire) == PTHREAD_DETACHED
+    }
+
+    /// `pthread_detach` of this coroutine thread (see [`Detach`]).
+    pub fn detach_pthread(&self) -> Detach {
+        match self.pthread.compare_exchange(
+            PTHREAD_JOINABLE,
+            PTHREAD_DETACHED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Detach::Marked,
+            Err(PTHREAD_KEPT) => Detach::Finished,
+            Err(_) => Detach::Already,
+        }
+    }
+
+    /// Gives back the stack slot a finished, joinable coroutine thread kept (after its join or
+    /// detach). Does nothing for any other task.
+    pub fn release_kept_stack(&self) {
+        if self
+            .pthread
+            .compare_exchange(
+                PTHREAD_KEPT,
+                PTHREAD_DETACHED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            // SAFETY: the coroutine has returned and the worker, seeing PTHREAD_KEPT, left its
+            // body alone and then marked the task finished (which the caller observed):
+            // nobody else touches the body or the area any more, and the CAS above makes
+            // this the only release.
+            unsafe {
+                self.drop_coroutine();
+                *self.area() = None;
+            }
+        }
     }
 
     /// The worker the task is pinned to, or `NO_WORKER` before it starts.
@@ -537,6 +644,29 @@ impl Task {
         }
         *slot = Some((joiner, token));
         true
+    }
+
+    /// Blocks the calling OS thread until the task has finished or the monotonic clock reaches
+    /// `deadline` (ns); true if it finished.
+    pub fn wait_finished_blocking_until(&self, deadline: u64) -> bool {
+        loop {
+            match self.finished.compare_exchange(
+                RUNNING,
+                RUNNING_JOINED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Err(FINISHED) => return true,
+                _ => {
+                    let now = super::timer::now_ns();
+                    if now >= deadline {
+                        return false;
+                    }
+                    let left = std::time::Duration::from_nanos(deadline - now);
+                    crate::sync::futex_wait_timeout(&self.finished, RUNNING_JOINED, left);
+                }
+            }
+        }
     }
 
     /// Blocks the calling OS thread until the task has finished.

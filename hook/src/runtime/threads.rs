@@ -9,6 +9,9 @@ static OWN: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static IS_OWN: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread starts a runtime thread: the `pthread_create` that std makes for
+    /// it must make an OS thread, also in threads mode.
+    static STARTING_OWN: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Ends the count of a runtime thread when it returns (or unwinds).
@@ -23,11 +26,13 @@ impl Drop for Counted {
 /// Starts a runtime thread named `name` running `body`.
 pub fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
     OWN.fetch_add(1, Ordering::SeqCst);
+    let before = STARTING_OWN.replace(true);
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let _counted = Counted;
         IS_OWN.with(|own| own.set(true));
         body();
     });
+    STARTING_OWN.set(before);
     match spawned {
         Ok(_) => Ok(()),
         Err(err) => {
@@ -35,6 +40,12 @@ pub fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> std::io::Res
             Err(err)
         }
     }
+}
+
+/// Whether the calling thread is starting a runtime thread right now (its `pthread_create`
+/// must not become a coroutine).
+pub fn starting_own() -> bool {
+    STARTING_OWN.try_with(Cell::get).unwrap_or(true)
 }
 
 /// How many runtime threads there are now.

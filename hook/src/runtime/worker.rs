@@ -547,10 +547,19 @@ impl Worker {
                 }
             }
             CoroutineResult::Return(()) => {
-                // SAFETY: as above; the area stays in the stack slot, which goes idle.
-                unsafe {
-                    task.drop_coroutine();
-                    *task.area() = None;
+                if !task.finish_keeps_stack() {
+                    if task.is_detached_pthread() {
+                        // Its `pthread_t` names the slot about to be reused: forget it first.
+                        // SAFETY: as above.
+                        if let Some(area) = unsafe { task.area() }.as_ref() {
+                            crate::threads::forget(area.tp());
+                        }
+                    }
+                    // SAFETY: as above; the area stays in the stack slot, which goes idle.
+                    unsafe {
+                        task.drop_coroutine();
+                        *task.area() = None;
+                    }
                 }
                 self.finished.fetch_add(1, Ordering::Relaxed);
                 super::unpin(&task);

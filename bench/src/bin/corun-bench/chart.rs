@@ -225,8 +225,9 @@ fn peer_color(name: &str, index: usize) -> RGBColor {
         "go" => RGBColor(23, 190, 207),
         "threads" => RGBColor(127, 127, 127),
         "corun-shared" => RGBColor(255, 127, 14),
-        "corun-nosteal" => RGBColor(148, 103, 189),
+        "corun-steal" => RGBColor(148, 103, 189),
         "corun-std-yield" => RGBColor(140, 86, 75),
+        "corun-threads" => RGBColor(214, 39, 40),
         _ => {
             let (r, g, b) = Palette99::pick(index).rgb();
             RGBColor(r, g, b)

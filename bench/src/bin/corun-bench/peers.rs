@@ -4,7 +4,8 @@
 //! |-----------|-------------------------------------------|-------------------------------|
 //! | `corun`   | `std-peer --spawn corun`                  | `LD_PRELOAD=libcorun_hook.so` |
 //! | `corun-shared` | the same                             | and `CORUN_TLS=shared`        |
-//! | `corun-nosteal` | the same                            | and `CORUN_STEAL=0`           |
+//! | `corun-steal`  | the same                             | and `CORUN_STEAL=1`           |
+//! | `corun-threads` | `std-peer --spawn thread`           | under the hook, `CORUN_THREADS=1` (threads mode) |
 //! | `corun-std-yield` | the same (yield case: `--call std`) |                              |
 //! | `threads` | `std-peer --spawn thread`                 | the same source, OS threads   |
 //! | `tokio`   | `tokio-peer`                              |                               |
@@ -55,10 +56,9 @@ impl Toolbox {
         self.corun_with("corun-shared", &[("CORUN_TLS", "shared")])
     }
 
-    /// `corun-nosteal`: corun with `CORUN_STEAL=0` (idle workers do not take queued
-    /// coroutines from busy ones; stealing is the default).
-    pub fn corun_no_steal(&self) -> Peer {
-        self.corun_with("corun-nosteal", &[("CORUN_STEAL", "0")])
+    /// `corun-steal`: corun with `CORUN_STEAL=1` (idle workers take queued coroutines).
+    pub fn corun_steal(&self) -> Peer {
+        self.corun_with("corun-steal", &[("CORUN_STEAL", "1")])
     }
 
     /// `corun-std-yield`: corun, named apart for the yield case, where it runs with
@@ -93,6 +93,26 @@ impl Toolbox {
             launch: self
                 .binary("std-peer")
                 .map(|l| relabel(l.args(["--spawn", "thread"]), "threads")),
+        }
+    }
+
+    /// `corun-threads`: the OS-thread build of the same std code (`--spawn thread`), unchanged,
+    /// under the hook in threads mode (`CORUN_THREADS=1`, what `corun run --threads` sets):
+    /// its `std::thread::spawn`s become coroutines.
+    pub fn corun_threads(&self) -> Peer {
+        let launch = if self.hook.is_file() {
+            let hook = self.hook.display().to_string();
+            self.binary("std-peer").map(|l| {
+                l.args(["--spawn", "thread"])
+                    .env("LD_PRELOAD", &hook)
+                    .env("CORUN_THREADS", "1")
+            })
+        } else {
+            Err(format!("{} is not built", self.hook.display()))
+        };
+        Peer {
+            name: "corun-threads",
+            launch: launch.map(|l| relabel(l, "corun-threads")),
         }
     }
 

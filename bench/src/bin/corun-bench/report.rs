@@ -68,6 +68,7 @@ fn peer_table() -> String {
     "| peer | what runs |\n|---|---|\n\
      | corun | plain std code (`std-peer --spawn corun`), `corun::spawn`, under `LD_PRELOAD=libcorun_hook.so`; for switch/call: `corun::coroutine` |\n\
      | corun-std-yield | yield case only: the corun program calling `std::thread::yield_now()` (`sched_yield`, which the hook turns into a coroutine yield) instead of `corun::yield_now()` |\n\
+     | corun-threads | echo and http: the OS-thread build (`std-peer --spawn thread`) unchanged, under the hook in threads mode (`CORUN_THREADS=1`, as `corun run --threads`): its `std::thread::spawn`s are coroutines |\n\
      | threads | the same std source with `std::thread::spawn` (`std-peer --spawn thread`), no hook |\n\
      | tokio | `tokio-peer`: tokio 1 multi-thread runtime (hyper 1 for HTTP) |\n\
      | may | `may-peer`: may 0.3 coroutines, default config |\n\

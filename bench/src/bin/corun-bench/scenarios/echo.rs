@@ -59,7 +59,14 @@ const FD_RESERVE: u64 = 64;
 pub fn run(ctx: &Context) -> Section {
     let s = ctx.settings;
     let t = ctx.tools;
-    let peers = [t.corun(), t.tokio(), t.may(), t.go(), t.threads()];
+    let peers = [
+        t.corun(),
+        t.corun_threads(),
+        t.tokio(),
+        t.may(),
+        t.go(),
+        t.threads(),
+    ];
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placements: &[Placement] = if cpus >= 2 {
         &[Placement::SameCpu, Placement::DifferentCpus]
@@ -119,8 +126,9 @@ pub fn run(ctx: &Context) -> Section {
              of the server process (/proc/PID/stat) over the window, per round trip. corun: a \
              std thread-per-connection server (`TcpListener` accept loop, `corun::spawn` per \
              connection, plain `read` / `write_all`) under the hook; threads: the same source \
-             with `std::thread::spawn`; tokio, may, Go: the same server written idiomatically \
-             for each.",
+             with `std::thread::spawn`; corun-threads: that OS-thread binary unchanged under \
+             the hook in threads mode (`CORUN_THREADS=1`), its threads coroutines; tokio, may, \
+             Go: the same server written idiomatically for each.",
             s.echo_warmup_ms,
             s.echo_duration_ms as f64 / 1000.0
         ),

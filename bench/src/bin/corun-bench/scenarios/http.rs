@@ -22,7 +22,7 @@ const PERCENTILES: [&str; 4] = ["50%", "75%", "90%", "99%"];
 pub fn run(ctx: &Context) -> Section {
     let s = ctx.settings;
     let t = ctx.tools;
-    let peers = [t.corun(), t.tokio(), t.go()];
+    let peers = [t.corun(), t.corun_threads(), t.tokio(), t.go()];
     let mut tables = Vec::new();
     for &connections in &s.http_connections {
         let mut table = Table::new(
@@ -59,7 +59,8 @@ pub fn run(ctx: &Context) -> Section {
             "`wrk -t2 -cN -d{}s --latency` against a hello-world server (13-byte body), server \
              and wrk unpinned on the machine's CPUs. corun: a minimal HTTP/1.1 server written \
              with std (thread-per-connection, `corun::spawn`, plain `read` / `write_all`) under \
-             the hook; tokio: hyper 1 `http1::Builder::serve_connection` per connection; Go: \
+             the hook; corun-threads: the same source built with `std::thread::spawn`, unchanged, \
+             under the hook in threads mode (`CORUN_THREADS=1`); tokio: hyper 1 `http1::Builder::serve_connection` per connection; Go: \
              `net/http`. Latency percentiles are wrk's (its default 2 s request timeout).",
             s.http_duration_s
         ),

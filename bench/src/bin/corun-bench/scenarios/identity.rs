@@ -1,9 +1,9 @@
 //! Scenario 7: what per-coroutine thread identity costs, and what work stealing brings.
 //!
-//! corun (isolated identity and work stealing, the defaults) against itself with
-//! `CORUN_TLS=shared` and with `CORUN_STEAL=0`, on the same std programs: a switch round trip
-//! (`yield_now`), spawn+join, memory per sleeping coroutine, the echo server at 1,000
-//! connections and CPU-bound coroutines of uneven length.
+//! corun (isolated identity, the default) against itself with `CORUN_TLS=shared` and with
+//! `CORUN_STEAL=1`, on the same std programs: a switch round trip (`yield_now`), spawn+join,
+//! memory per sleeping coroutine, the echo server at 1,000 connections and CPU-bound
+//! coroutines of uneven length.
 
 use std::time::Duration;
 
@@ -19,8 +19,8 @@ pub fn run(ctx: &Context) -> Section {
     let s = ctx.settings;
     let t = ctx.tools;
     let pair = [t.corun(), t.corun_shared()];
-    let trio = [t.corun(), t.corun_shared(), t.corun_no_steal()];
-    let stealing = [t.corun(), t.corun_no_steal()];
+    let trio = [t.corun(), t.corun_shared(), t.corun_steal()];
+    let stealing = [t.corun(), t.corun_steal()];
     // The short runs (under a second each) get more repetitions: their differences are a few
     // per cent, less than this machine's run-to-run noise.
     let short_reps = s.reps.max(7);
@@ -156,9 +156,8 @@ pub fn run(ctx: &Context) -> Section {
         description: format!(
             "The same std programs under the hook three ways: corun (per-coroutine thread \
              identity, `CORUN_TLS=isolated`, the default), corun-shared (`CORUN_TLS=shared`: \
-             coroutines share their worker's thread pointer) and corun-nosteal (isolated, with \
-             `CORUN_STEAL=0`: an idle worker does not take queued coroutines from a busy one, \
-             which it does by default). Switch \
+             coroutines share their worker's thread pointer) and corun-steal (isolated plus \
+             `CORUN_STEAL=1`: an idle worker takes queued coroutines from a busy one). Switch \
              round trip: one coroutine calling `corun::yield_now()` {} times (each a suspend and \
              a resume, with the two thread-pointer writes in isolated mode). Spawn+join and \
              memory as in those scenarios ({} coroutines sleeping {} s). Echo at {} connections \
@@ -196,15 +195,15 @@ fn note_difference(table: &mut Table, column: usize, unit: &str, target: &str) {
     }
 }
 
-/// Notes the default (stealing) against `corun-nosteal` on `column`.
+/// Notes `corun-steal` against the default (no stealing) on `column`.
 fn note_stealing(table: &mut Table, column: usize, unit: &str) {
-    let ours = table.summary(CORUN, column).map(|s| s.median);
-    let none = table.summary("corun-nosteal", column).map(|s| s.median);
-    if let (Some(ours), Some(none)) = (ours, none) {
+    let none = table.summary(CORUN, column).map(|s| s.median);
+    let stealing = table.summary("corun-steal", column).map(|s| s.median);
+    if let (Some(stealing), Some(none)) = (stealing, none) {
         if none != 0.0 {
             table.note(format!(
-                "stealing ÷ no stealing: {:.2}× ({ours:.1} vs {none:.1} {unit})",
-                ours / none
+                "stealing ÷ no stealing: {:.2}× ({stealing:.1} vs {none:.1} {unit})",
+                stealing / none
             ));
         }
     }
