@@ -282,6 +282,20 @@ static pthread_barrier_t barrier;
 static long shared_count;
 static atomic_int serial;
 
+/* 1 if pthread_getattr_np(pthread_self()) describes a stack that holds this frame. */
+static void *own_stack(void *arg) {
+    (void)arg;
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    char here;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return (void *)0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    return (void *)(intptr_t)((char *)addr < &here && &here < (char *)addr + size && size >= (1 << 20));
+}
+
 static void *named(void *arg) {
     char name[32];
     pthread_setname_np(pthread_self(), (const char *)arg);
@@ -337,6 +351,9 @@ static void more(void) {
     pthread_create(&t, &attr, deep_stack, NULL);
     pthread_join(t, &value);
     CHECK("stack-size", value == (void *)1, "a 3 MiB frame in an 8 MiB thread");
+    pthread_create(&t, &attr, own_stack, NULL);
+    pthread_join(t, &value);
+    CHECK("stack-size", value == (void *)1, "pthread_getattr_np does not describe the stack");
     pthread_attr_destroy(&attr);
     printf("ok stack-size\n");
 }
