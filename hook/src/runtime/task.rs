@@ -649,15 +649,29 @@ impl Task {
     /// Blocks the calling OS thread until the task has finished or the monotonic clock reaches
     /// `deadline` (ns); true if it finished.
     pub fn wait_finished_blocking_until(&self, deadline: u64) -> bool {
+        self.block_until_finished(Some(deadline))
+    }
+
+    /// Blocks the calling OS thread until the task has finished.
+    pub fn wait_finished_blocking(&self) {
+        self.block_until_finished(None);
+    }
+
+    /// Announces a waiting thread (`RUNNING_JOINED`, so `finish` wakes the futex) and sleeps on
+    /// the join word until finished or past `deadline`; true if finished.
+    fn block_until_finished(&self, deadline: Option<u64>) -> bool {
         loop {
-            match self.finished.compare_exchange(
+            if let Err(FINISHED) = self.finished.compare_exchange(
                 RUNNING,
                 RUNNING_JOINED,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Err(FINISHED) => return true,
-                _ => {
+                return true;
+            }
+            match deadline {
+                None => futex_wait(&self.finished, RUNNING_JOINED),
+                Some(deadline) => {
                     let now = super::timer::now_ns();
                     if now >= deadline {
                         return false;
@@ -665,21 +679,6 @@ impl Task {
                     let left = std::time::Duration::from_nanos(deadline - now);
                     crate::sync::futex_wait_timeout(&self.finished, RUNNING_JOINED, left);
                 }
-            }
-        }
-    }
-
-    /// Blocks the calling OS thread until the task has finished.
-    pub fn wait_finished_blocking(&self) {
-        loop {
-            match self.finished.compare_exchange(
-                RUNNING,
-                RUNNING_JOINED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Err(FINISHED) => return,
-                _ => futex_wait(&self.finished, RUNNING_JOINED),
             }
         }
     }
