@@ -6,7 +6,9 @@
 //!
 //! Outside a coroutine every hook is a pass-through to libc; the runtime itself starts only at
 //! the first spawn, so a preloaded process that never spawns (a child started by `Command`,
-//! say) runs as if corun were not there.
+//! say) runs as if corun were not there. In threads mode (`CORUN_THREADS=1`, see [`threads`])
+//! the program's own `pthread_create`s are spawns too, and the waits on pthread objects are
+//! corun's for every caller.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod abi;
