@@ -358,6 +358,114 @@ static void more(void) {
     printf("ok stack-size\n");
 }
 
+/* --- mutex kinds, timed waits and their errors (run in a thread: a coroutine under corun) -- */
+static pthread_mutex_t errorcheck, recursive;
+static pthread_mutex_t plain = PTHREAD_MUTEX_INITIALIZER;
+
+static void *unlock_other(void *arg) { return (void *)(intptr_t)pthread_mutex_unlock(arg); }
+static void *trylock_other(void *arg) { return (void *)(intptr_t)pthread_mutex_trylock(arg); }
+
+static void *kinds_in_thread(void *arg) {
+    (void)arg;
+    const char *part = "mutex-kinds";
+    pthread_t t;
+    void *value;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&errorcheck, &attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&recursive, &attr);
+    pthread_mutexattr_destroy(&attr);
+    int failed = 0;
+#define KCHECK(cond, what)                      \
+    do {                                        \
+        if (!(cond)) {                          \
+            printf("FAIL %s: %s\n", part, what); \
+            failed++;                           \
+        }                                       \
+    } while (0)
+    KCHECK(pthread_mutex_unlock(&errorcheck) == EPERM, "errorcheck unlock while unlocked");
+    KCHECK(pthread_mutex_lock(&errorcheck) == 0, "errorcheck lock");
+    KCHECK(pthread_mutex_lock(&errorcheck) == EDEADLK, "errorcheck relock");
+    KCHECK(pthread_mutex_trylock(&errorcheck) == EBUSY, "errorcheck trylock by the owner");
+    pthread_create(&t, NULL, unlock_other, &errorcheck);
+    pthread_join(t, &value);
+    KCHECK((intptr_t)value == EPERM, "errorcheck unlock by another thread");
+    KCHECK(pthread_mutex_unlock(&errorcheck) == 0, "errorcheck unlock");
+    for (int i = 0; i < 3; i++)
+        KCHECK(pthread_mutex_lock(&recursive) == 0, "recursive lock");
+    KCHECK(pthread_mutex_trylock(&recursive) == 0, "recursive trylock by the owner");
+    pthread_create(&t, NULL, trylock_other, &recursive);
+    pthread_join(t, &value);
+    KCHECK((intptr_t)value == EBUSY, "recursive trylock by another thread");
+    for (int i = 0; i < 4; i++)
+        KCHECK(pthread_mutex_unlock(&recursive) == 0, "recursive unlock");
+    KCHECK(pthread_mutex_unlock(&recursive) == EPERM, "recursive unlock once too often");
+
+    pthread_mutex_lock(&plain);
+    pthread_create(&t, NULL, trylock_other, &plain);
+    pthread_join(t, &value);
+    KCHECK((intptr_t)value == EBUSY, "trylock of a held mutex");
+    struct timespec soon = after_ms(CLOCK_REALTIME, 30);
+    struct timespec mono = after_ms(CLOCK_MONOTONIC, 30);
+    KCHECK(pthread_mutex_timedlock(&errorcheck, &soon) == 0, "timedlock of a free mutex");
+    pthread_mutex_unlock(&errorcheck);
+    pthread_mutex_lock(&errorcheck);
+    KCHECK(pthread_mutex_timedlock(&errorcheck, &soon) == EDEADLK, "errorcheck timedlock by the owner");
+    pthread_mutex_unlock(&errorcheck);
+    pthread_mutex_unlock(&plain);
+
+    /* A condvar on CLOCK_MONOTONIC times out; a bad clock or bad nanoseconds are EINVAL. */
+    pthread_condattr_t cattr;
+    pthread_cond_t cond;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&cond, &cattr);
+    pthread_condattr_destroy(&cattr);
+    pthread_mutex_lock(&plain);
+    KCHECK(pthread_cond_timedwait(&cond, &plain, &mono) == ETIMEDOUT, "monotonic cond timeout");
+    KCHECK(pthread_cond_clockwait(&cond, &plain, CLOCK_PROCESS_CPUTIME_ID, &mono) == EINVAL,
+           "cond clockwait with a bad clock");
+    struct timespec bad = {.tv_sec = mono.tv_sec, .tv_nsec = 1000000000L};
+    KCHECK(pthread_cond_timedwait(&cond, &plain, &bad) == EINVAL, "cond timedwait, bad nanoseconds");
+    struct timespec past = {.tv_sec = 1, .tv_nsec = 0};
+    KCHECK(pthread_cond_timedwait(&cond, &plain, &past) == ETIMEDOUT, "cond timedwait in the past");
+    pthread_mutex_unlock(&plain);
+    pthread_cond_destroy(&cond);
+
+    sem_t sem;
+    sem_init(&sem, 0, 0);
+    KCHECK(sem_timedwait(&sem, &bad) == -1 && errno == EINVAL, "sem_timedwait, bad nanoseconds");
+    KCHECK(sem_timedwait(&sem, &past) == -1 && errno == ETIMEDOUT, "sem_timedwait in the past");
+    KCHECK(sem_trywait(&sem) == -1 && errno == EAGAIN, "sem_trywait on 0");
+    sem_destroy(&sem);
+
+    pthread_rwlock_t rwl = PTHREAD_RWLOCK_INITIALIZER;
+    KCHECK(pthread_rwlock_wrlock(&rwl) == 0, "wrlock");
+    KCHECK(pthread_rwlock_wrlock(&rwl) == EDEADLK, "wrlock by the writer");
+    KCHECK(pthread_rwlock_rdlock(&rwl) == EDEADLK, "rdlock by the writer");
+    KCHECK(pthread_rwlock_tryrdlock(&rwl) == EBUSY, "tryrdlock by the writer");
+    KCHECK(pthread_rwlock_trywrlock(&rwl) == EBUSY, "trywrlock by the writer");
+    KCHECK(pthread_rwlock_unlock(&rwl) == 0, "writer unlock");
+    KCHECK(pthread_rwlock_rdlock(&rwl) == 0 && pthread_rwlock_rdlock(&rwl) == 0, "two read locks");
+    KCHECK(pthread_rwlock_trywrlock(&rwl) == EBUSY, "trywrlock while read");
+    KCHECK(pthread_rwlock_timedwrlock(&rwl, &past) == ETIMEDOUT, "timedwrlock while read");
+    pthread_rwlock_unlock(&rwl);
+    pthread_rwlock_unlock(&rwl);
+#undef KCHECK
+    return (void *)(intptr_t)failed;
+}
+
+static void mutex_kinds(void) {
+    pthread_t t;
+    void *failed;
+    pthread_create(&t, NULL, kinds_in_thread, NULL);
+    pthread_join(t, &failed);
+    CHECK("mutex-kinds", failed == NULL, "%ld checks failed", (long)(intptr_t)failed);
+    printf("ok mutex-kinds\n");
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     work_queue();
@@ -367,6 +475,7 @@ int main(void) {
     exit_with_cleanup();
     joins();
     more();
+    mutex_kinds();
     printf(failures ? "%d FAILED\n" : "all ok\n", failures);
     return failures;
 }

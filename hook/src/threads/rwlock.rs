@@ -41,8 +41,8 @@ impl RwLock {
         }
     }
 
-    /// A read lock: 0, `EBUSY` (`try`), `ETIMEDOUT`, `EAGAIN` (too many readers) or `EDEADLK`
-    /// (the caller holds it for writing).
+    /// A read lock: 0, `EBUSY` (`try`: taken for writing, by anyone), `ETIMEDOUT`, `EAGAIN`
+    /// (too many readers) or `EDEADLK` (the caller holds it for writing).
     pub fn read(&self, try_only: bool, deadline: Option<u64>) -> c_int {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -61,11 +61,12 @@ impl RwLock {
                 }
                 continue;
             }
-            if self.writer.load(Ordering::Relaxed) == owner_id() {
-                return libc::EDEADLK;
-            }
+            // As glibc: a try never says EDEADLK, only that the lock is taken.
             if try_only {
                 return libc::EBUSY;
+            }
+            if self.writer.load(Ordering::Relaxed) == owner_id() {
+                return libc::EDEADLK;
             }
             if let Err(code) = self.wait_for_change(state, deadline) {
                 return code;
@@ -94,11 +95,11 @@ impl RwLock {
                 }
                 continue;
             }
-            if state & WRITER != 0 && self.writer.load(Ordering::Relaxed) == me {
-                return libc::EDEADLK;
-            }
             if try_only {
                 return libc::EBUSY;
+            }
+            if state & WRITER != 0 && self.writer.load(Ordering::Relaxed) == me {
+                return libc::EDEADLK;
             }
             if let Err(code) = self.wait_for_change(state, deadline) {
                 return code;
