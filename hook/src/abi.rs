@@ -11,7 +11,7 @@ use corun::abi::{
 use crate::config;
 use crate::hooks::guard_abi;
 use crate::runtime::stack::TaskStack;
-use crate::runtime::task::{Task, WaitInfo};
+use crate::runtime::task::Task;
 use crate::runtime::{self, current};
 
 static TABLE: AbiV1 = AbiV1 {
@@ -103,22 +103,8 @@ unsafe extern "C" fn join(handle: TaskHandle) {
     guard_abi("corun_join", || {
         // SAFETY: the front-end passes a live handle.
         let target = unsafe { task(handle) };
-        match current::task() {
-            Some(current) => {
-                while !target.is_finished() {
-                    let token = current.task().begin_wait();
-                    if target.add_joiner(current.arc(), token) {
-                        let _counted = runtime::deadlock::joining();
-                        runtime::park(&current, WaitInfo::Join { id: target.id() });
-                    }
-                }
-            }
-            None if target.is_finished() => {}
-            None => {
-                let _visible = runtime::deadlock::thread_waits(WaitInfo::Join { id: target.id() });
-                target.wait_finished_blocking();
-            }
-        }
+        let current = current::task();
+        runtime::join::wait_for(current.as_ref(), target, runtime::join::JoinWait::Forever);
     })
 }
 

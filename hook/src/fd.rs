@@ -136,6 +136,20 @@ pub struct FdEntry {
     write_ready: AtomicU64,
 }
 
+/// Removes `fd` from the epoll of every worker in `workers` (bit i = worker i).
+fn deregister_from(fd: c_int, workers: u64) {
+    if workers == 0 {
+        return;
+    }
+    if let Some(rt) = runtime::try_get() {
+        for (i, worker) in rt.all_workers().iter().enumerate().take(64) {
+            if workers & (1 << i) != 0 {
+                worker.reactor().deregister(fd);
+            }
+        }
+    }
+}
+
 impl FdEntry {
     const fn new() -> FdEntry {
         FdEntry {
@@ -395,13 +409,7 @@ impl FdEntry {
             woken.take_all(&mut waiters.1);
             self.registered.swap(0, Ordering::AcqRel)
         };
-        if let Some(rt) = runtime::try_get() {
-            for (i, worker) in rt.all_workers().iter().enumerate().take(64) {
-                if registered & (1 << i) != 0 {
-                    worker.reactor().deregister(fd);
-                }
-            }
-        }
+        deregister_from(fd, registered);
         woken.wake(runtime::schedule);
     }
 
@@ -438,16 +446,9 @@ impl FdEntry {
         if self.generation() != generation || !waiters.0.is_empty() || !waiters.1.is_empty() {
             return;
         }
-        let Some(rt) = runtime::try_get() else {
-            return;
-        };
         let others = self.registered.fetch_and(keep, Ordering::AcqRel) & !keep;
-        for (i, worker) in rt.all_workers().iter().enumerate().take(64) {
-            if others & (1 << i) != 0 {
-                worker.reactor().deregister(fd);
-            }
-        }
-        drop(waiters);
+        deregister_from(fd, others);
+        drop(waiters); // held across the epoll_ctl calls: see above
     }
 
     /// Suspends the current coroutine until `dir` may be ready (its sequence number moved past

@@ -19,6 +19,7 @@ pub mod deadlock;
 pub mod dump;
 pub mod dump_json;
 pub mod fork;
+pub mod join;
 pub mod reactor;
 pub mod registry;
 pub mod stack;

@@ -360,11 +360,6 @@ impl Task {
         self.pthread.store(PTHREAD_JOINABLE, Ordering::Release);
     }
 
-    /// Whether the task is one of the program's threads (threads mode).
-    pub fn is_pthread(&self) -> bool {
-        self.pthread.load(Ordering::Acquire) != NOT_A_PTHREAD
-    }
-
     /// Called by the worker when the coroutine has returned, before [`finish`](Self::finish):
     /// true if the task keeps its stack slot (a joinable coroutine thread: its descriptor,
     /// the `pthread_t`, stays valid until the join); false if the slot is to go back now.
@@ -415,10 +410,7 @@ impl Task {
             // body alone and then marked the task finished (which the caller observed):
             // nobody else touches the body or the area any more, and the CAS above makes
             // this the only release.
-            unsafe {
-                self.drop_coroutine();
-                *self.area() = None;
-            }
+            unsafe { self.drop_coroutine() };
         }
     }
 
@@ -455,13 +447,16 @@ impl Task {
     }
 
     /// Drops the finished coroutine, which makes its stack slot idle (with the thread area in
-    /// it, for the next coroutine that takes the slot).
+    /// it, for the next coroutine that takes the slot), and the task's handle on that area.
     ///
     /// # Safety
     /// As for [`coroutine`](Self::coroutine).
     pub unsafe fn drop_coroutine(&self) {
         // SAFETY: guaranteed by the caller.
-        unsafe { *self.body.get() = Body::Done };
+        unsafe {
+            *self.body.get() = Body::Done;
+            *self.area.get() = None;
+        }
     }
 
     /// The thread area, for the owning worker.

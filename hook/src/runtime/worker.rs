@@ -556,10 +556,7 @@ impl Worker {
                         }
                     }
                     // SAFETY: as above; the area stays in the stack slot, which goes idle.
-                    unsafe {
-                        task.drop_coroutine();
-                        *task.area() = None;
-                    }
+                    unsafe { task.drop_coroutine() };
                 }
                 self.finished.fetch_add(1, Ordering::Relaxed);
                 super::unpin(&task);

@@ -40,10 +40,12 @@ use std::sync::Arc;
 
 use libc::c_int;
 
+use crate::runtime;
 use crate::runtime::current;
+use crate::runtime::join;
+pub use crate::runtime::join::JoinWait;
 use crate::runtime::stack::TaskStack;
-use crate::runtime::task::{Detach, Task, WaitInfo};
-use crate::runtime::{self, timer};
+use crate::runtime::task::{Detach, Task};
 use crate::sync::SpinLock;
 use crate::{config, identity, log};
 
@@ -235,17 +237,6 @@ pub fn task_of(thread: usize) -> Option<Arc<Task>> {
     lookup(thread).map(|(task, _)| task)
 }
 
-/// How long a join may wait.
-#[derive(Clone, Copy)]
-pub enum JoinWait {
-    /// `pthread_join`: until the thread finishes.
-    Forever,
-    /// `pthread_tryjoin_np`: not at all (`EBUSY` if it is running).
-    Not,
-    /// `pthread_timedjoin_np` / `pthread_clockjoin_np`: until this monotonic time (ns).
-    Until(u64),
-}
-
 /// Joins coroutine thread `thread`: `None` if it is not one (the caller passes the call to
 /// libc), else the error number (0: joined; the start routine's value is in `retval`).
 pub fn join(thread: usize, wait: JoinWait, retval: &mut usize) -> Option<c_int> {
@@ -263,10 +254,7 @@ pub fn join(thread: usize, wait: JoinWait, retval: &mut usize) -> Option<c_int> 
     if outcome.joining.swap(true, Ordering::AcqRel) {
         return Some(libc::EINVAL); // another thread is joining it
     }
-    let finished = match current {
-        Some(current) => wait_as_coroutine(&current, &task, wait),
-        None => wait_as_thread(&task, wait),
-    };
+    let finished = join::wait_for(current.as_ref(), &task, wait);
     if !finished {
         outcome.joining.store(false, Ordering::Release);
         return Some(match wait {
@@ -278,43 +266,6 @@ pub fn join(thread: usize, wait: JoinWait, retval: &mut usize) -> Option<c_int> 
     forget_task(thread, &task);
     task.release_kept_stack();
     Some(0)
-}
-
-/// Parks the current coroutine until `task` finishes or the wait runs out; true if finished.
-fn wait_as_coroutine(current: &current::CurrentTask, task: &Task, wait: JoinWait) -> bool {
-    let _counted = matches!(wait, JoinWait::Forever).then(runtime::deadlock::joining);
-    loop {
-        if task.is_finished() {
-            return true;
-        }
-        let deadline = match wait {
-            JoinWait::Not => return false,
-            JoinWait::Forever => None,
-            JoinWait::Until(deadline) if timer::now_ns() >= deadline => return false,
-            JoinWait::Until(deadline) => Some(deadline),
-        };
-        let token = current.task().begin_wait();
-        if task.add_joiner(current.arc(), token) {
-            if let Some(deadline) = deadline {
-                current.worker().add_timer(deadline, current.arc(), token);
-            }
-            // A signal does not end a join (pthread_join never says EINTR): wait again.
-            let _ = runtime::park(current, WaitInfo::Join { id: task.id() });
-        }
-    }
-}
-
-/// Blocks the calling OS thread until `task` finishes or the wait runs out; true if finished.
-fn wait_as_thread(task: &Task, wait: JoinWait) -> bool {
-    match wait {
-        JoinWait::Not => task.is_finished(),
-        JoinWait::Forever => {
-            let _visible = runtime::deadlock::thread_waits(WaitInfo::Join { id: task.id() });
-            task.wait_finished_blocking();
-            true
-        }
-        JoinWait::Until(deadline) => task.wait_finished_blocking_until(deadline),
-    }
 }
 
 /// Detaches coroutine thread `thread`: `None` if it is not one, else the error number.

@@ -111,22 +111,32 @@ pub fn monotonic_deadline(clock: libc::clockid_t, at: u64) -> u64 {
     }
 }
 
-/// A caller's absolute `timespec` on `clock` as a monotonic deadline: `Err(EINVAL)` for bad
-/// nanoseconds, `Err(EFAULT)` if unreadable; negative seconds are a deadline already passed.
-///
-/// # Safety
-/// None beyond a pointer: it is read fault-safely.
-pub fn deadline_of(clock: libc::clockid_t, abstime: *const libc::timespec) -> Result<u64, i32> {
-    // SAFETY: a fault-safe read of the caller's timespec.
-    let Some(at) = (unsafe { corun::user_memory::read::<libc::timespec>(abstime as usize) }) else {
-        return Err(libc::EFAULT);
-    };
+/// Whether the timed pthread functions accept `clock` (glibc: realtime and monotonic only).
+pub fn supported_clock(clock: libc::clockid_t) -> bool {
+    clock == libc::CLOCK_REALTIME || clock == libc::CLOCK_MONOTONIC
+}
+
+/// Reads a caller's `timespec` fault-safely: `Err(EFAULT)` if it is unreadable.
+pub fn read_timespec(abstime: *const libc::timespec) -> Result<libc::timespec, i32> {
+    // SAFETY: a fault-safe read of the caller's memory.
+    unsafe { corun::user_memory::read::<libc::timespec>(abstime as usize) }.ok_or(libc::EFAULT)
+}
+
+/// An absolute time `at` on `clock` as a monotonic deadline: `Err(EINVAL)` for bad
+/// nanoseconds; negative seconds are a deadline already passed (0).
+pub fn deadline_from(clock: libc::clockid_t, at: &libc::timespec) -> Result<u64, i32> {
     if !(0..1_000_000_000).contains(&at.tv_nsec) {
         return Err(libc::EINVAL);
     }
     if at.tv_sec < 0 {
         return Ok(0);
     }
-    let at = timer::timespec_ns(&at).ok_or(libc::EINVAL)?;
+    let at = timer::timespec_ns(at).ok_or(libc::EINVAL)?;
     Ok(monotonic_deadline(clock, at))
+}
+
+/// A caller's absolute `timespec` on `clock` as a monotonic deadline ([`read_timespec`], then
+/// [`deadline_from`]).
+pub fn deadline_of(clock: libc::clockid_t, abstime: *const libc::timespec) -> Result<u64, i32> {
+    deadline_from(clock, &read_timespec(abstime)?)
 }

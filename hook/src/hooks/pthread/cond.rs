@@ -63,7 +63,7 @@ unsafe fn timed(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+    if !word::supported_clock(clock) {
         return libc::EINVAL;
     }
     match word::deadline_of(clock, abstime) {

@@ -15,8 +15,7 @@ use libc::{c_int, clockid_t, pthread_t, timespec};
 
 use crate::hooks::guard;
 use crate::real;
-use crate::runtime::timer;
-use crate::threads::{self, JoinWait};
+use crate::threads::{self, word, JoinWait};
 
 /// Joins `thread` (a coroutine thread, or `None`) and stores its value in `retval`.
 ///
@@ -32,30 +31,18 @@ unsafe fn join(thread: pthread_t, retval: *mut *mut c_void, wait: JoinWait) -> O
     Some(result)
 }
 
-/// The monotonic deadline of an absolute `abstime` on `clock`, or the error number.
+/// How long a timed join of a running thread waits for `abstime` on `clock`, or the error
+/// number. Negative seconds time out before the nanoseconds are looked at, as in glibc's join
+/// (its futex wrapper checks them first).
 fn deadline(clock: clockid_t, abstime: *const timespec) -> Result<JoinWait, c_int> {
-    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
-        return Err(libc::EINVAL);
-    }
     if abstime.is_null() {
         return Ok(JoinWait::Forever); // glibc: a null abstime waits without a timeout
     }
-    // SAFETY: a fault-safe read of the caller's timespec.
-    let Some(at) = (unsafe { corun::user_memory::read::<timespec>(abstime as usize) }) else {
-        return Err(libc::EFAULT);
-    };
+    let at = word::read_timespec(abstime)?;
     if at.tv_sec < 0 {
         return Ok(JoinWait::Until(0));
     }
-    let Some(at_ns) = timer::timespec_ns(&at) else {
-        return Err(libc::EINVAL);
-    };
-    let now_mono = timer::now_ns();
-    Ok(JoinWait::Until(if clock == libc::CLOCK_MONOTONIC {
-        at_ns
-    } else {
-        now_mono.saturating_add(at_ns.saturating_sub(timer::clock_ns(libc::CLOCK_REALTIME)))
-    }))
+    word::deadline_from(clock, &at).map(JoinWait::Until)
 }
 
 /// Interposed `pthread_join(3)`.
@@ -135,7 +122,7 @@ fn timed(
     clock: clockid_t,
     abstime: *const timespec,
 ) -> c_int {
-    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+    if !word::supported_clock(clock) {
         return libc::EINVAL;
     }
     let wait = match deadline(clock, abstime) {

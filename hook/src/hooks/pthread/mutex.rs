@@ -56,7 +56,7 @@ pub unsafe extern "C" fn pthread_mutex_trylock(mutex: *mut pthread_mutex_t) -> c
 /// A timed lock: the deadline is only checked if the mutex is taken (as glibc: a free mutex
 /// is locked whatever `abstime` says).
 fn timed(m: &Mutex, clock: clockid_t, abstime: *const timespec) -> c_int {
-    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+    if !word::supported_clock(clock) {
         return libc::EINVAL;
     }
     match word::deadline_of(clock, abstime) {

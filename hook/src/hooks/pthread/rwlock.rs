@@ -33,7 +33,7 @@ fn take(lock: &RwLock, write: bool, how: How) -> c_int {
         How::Block => (false, None),
         How::Try => (true, None),
         How::Until(clock, abstime) => {
-            if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+            if !word::supported_clock(clock) {
                 return libc::EINVAL;
             }
             match word::deadline_of(clock, abstime) {

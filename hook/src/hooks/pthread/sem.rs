@@ -49,7 +49,7 @@ pub unsafe extern "C" fn sem_wait(sem: *mut sem_t) -> c_int {
 }
 
 fn timed(s: &Sem, clock: clockid_t, abstime: *const timespec) -> c_int {
-    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+    if !word::supported_clock(clock) {
         return result(libc::EINVAL);
     }
     match word::deadline_of(clock, abstime) {
